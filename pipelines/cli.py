@@ -1,0 +1,37 @@
+"""The `efw` command line: sync, demo, models, export and the API emulator."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pipelines import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="efw",
+        description="A local warehouse of an ElasticFunnels brand's customers.",
+    )
+    parser.add_argument("--version", action="version", version=f"efw {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    # Each area registers its own subcommands, so this file stays a table of
+    # contents. Imports are local to keep `efw --help` fast.
+    from pipelines import commands as sync_commands
+    from pipelines import models
+    from pipelines.emulator import cli as emulator_cli
+
+    sync_commands.add_parsers(commands)
+    models.add_parsers(commands)
+    emulator_cli.add_parser(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
