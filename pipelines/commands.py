@@ -1,0 +1,288 @@
+"""`efw sync` and `efw demo`: progress, the summary, and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from pipelines.elasticfunnels.exceptions import EfwError
+
+logger = logging.getLogger("efw")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_API = 3
+EXIT_LOCKED = 4
+
+DEMO_WAREHOUSE = "efw-demo/warehouse.duckdb"
+
+
+def add_parsers(commands: Any) -> None:
+    sync = commands.add_parser(
+        "sync",
+        help="sync customers, orders and subscriptions into the warehouse",
+        description=(
+            "Sync the brand's customers and their details into the warehouse, "
+            "then rebuild the models. Exit codes: 0 done, 2 configuration or "
+            "auth error, 3 API failure, 4 warehouse locked, 1 anything else."
+        ),
+    )
+    sync.add_argument(
+        "--full",
+        action="store_true",
+        help="scan the whole customer list (a reconcile), not only what changed",
+    )
+    sync.add_argument("--warehouse", help="DuckDB file (default: [efw] warehouse)")
+    sync.add_argument(
+        "--no-models", action="store_true", help="load only; do not rebuild models"
+    )
+    sync.set_defaults(handler=sync_command)
+
+    demo = commands.add_parser(
+        "demo",
+        help="run the whole job on the real CDNOW data through the local emulator",
+    )
+    demo.add_argument(
+        "--warehouse",
+        default=DEMO_WAREHOUSE,
+        help=f"DuckDB file to create afresh (default: {DEMO_WAREHOUSE})",
+    )
+    demo.add_argument("--latency-ms", type=float, default=0.0, help=argparse.SUPPRESS)
+    demo.set_defaults(handler=demo_command)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    level = os.environ.get("EFW_LOG_LEVEL", "DEBUG" if verbose else "INFO").upper()
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # httpx logs every URL at INFO, emails in details paths included.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+def sync_command(args: argparse.Namespace, **overrides: Any) -> int:
+    from pipelines.sync import run_sync
+
+    setup_logging()
+    with Progress() as progress:
+        code, result = guarded(
+            lambda: run_sync(
+                full=args.full,
+                warehouse=args.warehouse,
+                build=not getattr(args, "no_models", False),
+                on_progress=progress.update,
+                **overrides,
+            )
+        )
+    if result is not None:
+        print(summary(result))
+    return code
+
+
+def guarded(action: Any) -> tuple[int, Any]:
+    """Runs `action`; maps what went wrong to an exit code and one message."""
+    from dlt.common.configuration.exceptions import ConfigFieldMissingException
+
+    try:
+        return EXIT_OK, action()
+    except EfwError as exc:
+        print(f"efw: {exc}", file=sys.stderr)
+        return exc.exit_code, None
+    except ConfigFieldMissingException as exc:
+        names = ", ".join(
+            f"SOURCES__ELASTICFUNNELS__{field.upper()}" for field in exc.fields
+        )
+        print(
+            f"efw: missing settings: {', '.join(exc.fields)}. Put them under "
+            "[sources.elasticfunnels] in .dlt/config.toml (the key in "
+            f".dlt/secrets.toml), or set {names}.",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG, None
+
+
+def summary(result: Any) -> str:
+    run = result.run
+    lines = [
+        f"efw sync ({run.mode}) finished in {result.seconds:.1f} s",
+        f"  customers listed   {run.listed:>9,}   new {run.new:,}, "
+        f"changed {run.changed:,}, deleted {run.deleted:,}",
+        f"  details fetched    {run.details_fetched:>9,}   "
+        f"not found {run.details_missing:,}",
+        f"  requests           {result.requests:>9,}   retries {result.retries:,}",
+        f"  quarantined rows   {run.quarantined:>9,}   "
+        f"(duplicate emails {run.duplicates:,})",
+    ]
+    if result.resumed_packages:
+        lines.append(
+            f"  resumed            {result.resumed_packages:>9,}   "
+            "package(s) an earlier run left unloaded"
+        )
+    lines.append(f"  warehouse          {result.warehouse}")
+    if result.published:
+        lines.append(f"  published copy     {result.published}")
+    return "\n".join(lines)
+
+
+class Progress:
+    """A live bar on a terminal; a log line every few seconds elsewhere."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self.interactive = self.stream.isatty()
+        self._bar: Any = None
+        self._task: Any = None
+        self._started = time.monotonic()
+        self._last_line = 0.0
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> "Progress":
+        if self.interactive:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import Progress as Bar
+
+            self._bar = Bar(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                transient=True,
+            )
+            self._bar.__enter__()
+            self._task = self._bar.add_task("details", total=None, rate="")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+    def update(self, run: Any) -> None:
+        elapsed = max(time.monotonic() - self._started, 1e-6)
+        rate = f"{run.details_fetched / elapsed:,.0f}/s"
+        text = (
+            f"{run.mode} scan: {run.pages:,} pages, {run.listed:,} listed; "
+            f"details"
+        )
+        if self._bar is not None:
+            self._bar.update(
+                self._task,
+                description=text,
+                completed=run.details_fetched,
+                total=max(run.details_queued, 1),
+                rate=rate,
+            )
+            return
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last_line < 5:
+                return
+            self._last_line = now
+        logger.info(
+            "%s scan: %d pages, %d listed, details %d of %d queued (%s)",
+            run.mode,
+            run.pages,
+            run.listed,
+            run.details_fetched,
+            run.details_queued,
+            rate,
+        )
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    """Serves the CDNOW data on a free loopback port and syncs it afresh."""
+    warehouse = Path(args.warehouse).resolve()
+    if warehouse.parent.exists() and warehouse.exists():
+        for stale in warehouse.parent.glob(f"{warehouse.stem}*"):
+            if stale.is_dir():
+                shutil.rmtree(stale)
+            else:
+                stale.unlink()
+        shutil.rmtree(warehouse.parent / f".{warehouse.stem}.dlt", ignore_errors=True)
+
+    print("Starting the ElasticFunnels emulator with the CDNOW purchase history...")
+    with emulator_process(latency_ms=args.latency_ms) as (base_url, brand, key):
+        print(f"Emulator at {base_url}, brand {brand}. Syncing into {warehouse}")
+        sync_args = argparse.Namespace(full=True, warehouse=str(warehouse))
+        code = sync_command(sync_args, base_url=base_url, brand=brand, access_key=key)
+    if code == EXIT_OK:
+        print(DEMO_QUERIES.format(published=published_name(warehouse)))
+    return code
+
+
+def published_name(warehouse: Path) -> Path:
+    return warehouse.with_name(f"{warehouse.stem}.published.duckdb")
+
+
+DEMO_QUERIES = """
+Try it in the duckdb shell (read-only, on the published copy):
+
+  duckdb -readonly {published}
+
+  -- what a customer is worth, by cohort, at 1, 3, 6 and 12 months
+  select * from marts.cohort_ltv order by cohort_month;
+
+  -- the first year of each monthly cohort
+  select cohort_month, period, cohort_size, retention_rate
+  from marts.cohort_retention where period <= 12 order by 1, 2;
+
+  -- who the best and the slipping customers are
+  select segment, count(*) as customers, round(sum(net_revenue), 2) as revenue
+  from marts.rfm_segments group by segment order by revenue desc;
+"""
+
+
+class emulator_process:
+    """Runs `efw emulator serve --port 0` as a child and reads its address."""
+
+    def __init__(self, **faults: Any) -> None:
+        self.faults = faults
+        self.process: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> tuple[str, str, str]:
+        from pipelines.emulator import DEFAULT_BRAND, DEFAULT_KEY
+
+        command = [
+            sys.executable, "-m", "pipelines.emulator", "serve", "--port", "0",
+            "--dataset", "cdnow", "--brand", DEFAULT_BRAND, "--key", DEFAULT_KEY,
+        ]
+        if self.faults.get("latency_ms"):
+            command += ["--latency-ms", str(self.faults["latency_ms"])]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, text=True, bufsize=1
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline().strip()
+        if not line.startswith("EFW_EMULATOR_BASE_URL="):
+            self.__exit__()
+            raise RuntimeError("the emulator did not start; run it alone to see why")
+        # Keep reading its output so a full pipe never blocks it.
+        threading.Thread(target=self.process.stdout.read, daemon=True).start()
+        return line.split("=", 1)[1], DEFAULT_BRAND, DEFAULT_KEY
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()

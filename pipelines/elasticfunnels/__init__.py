@@ -1,0 +1,527 @@
+"""The `elasticfunnels` dlt source: customers, their details, quick-access counts.
+
+`customers` pages the list route and yields only the rows that changed since
+the last sync; `details` is a transformer over those rows, so unchanged
+customers never cost a details call. Orders (with their products) and
+subscriptions become dlt's child tables of `details`.
+
+Two scans feed `customers`:
+
+- incremental: sorted by `last_order_date` descending, it stops at the first
+  page whose rows all predate the cursor minus the lookback. Customers who buy
+  during the scan move to the front, behind the scan, but their new date lies
+  past the cursor it stores, so the next run finds them.
+- reconcile (`full`): sorted by email, which no purchase changes, it reads the
+  whole list, checks that it saw as many customers as the API counts, and
+  marks the stored customers it did not see as deleted. It is also the only
+  scan that reaches leads (their null dates sort last) and refunds or
+  chargebacks on old orders (they do not move `last_order_date`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Protocol
+
+import dlt
+import httpx
+from dlt.sources import DltResource
+
+from pipelines.elasticfunnels import settings
+from pipelines.elasticfunnels.client import ApiClient, RequestStats
+from pipelines.elasticfunnels.exceptions import ApiError, ResultWindowExceeded
+from pipelines.elasticfunnels.records import (
+    BadRecord,
+    customer_record,
+    details_record,
+    excerpt,
+)
+
+logger = logging.getLogger("efw.source")
+
+QUARANTINE_HINTS = dlt.mark.make_hints(
+    table_name="quarantine",
+    write_disposition="append",
+    columns=settings.QUARANTINE_COLUMNS,
+)
+
+
+@dataclass
+class Known:
+    """What the warehouse already holds about one customer."""
+
+    row_hash: str | None
+    details_hash: str | None
+    deleted: bool
+
+
+class KnownCustomers(Protocol):
+    """Read access to the loaded `customers` table, for change detection."""
+
+    def lookup(self, keys: list[str]) -> dict[str, Known]: ...
+
+    def active_keys(self) -> Iterator[list[str]]: ...
+
+    def rows(self, keys: list[str]) -> list[dict[str, Any]]: ...
+
+
+class NothingKnown:
+    """An empty warehouse: every customer is new."""
+
+    def lookup(self, keys: list[str]) -> dict[str, Known]:
+        return {}
+
+    def active_keys(self) -> Iterator[list[str]]:
+        return iter(())
+
+    def rows(self, keys: list[str]) -> list[dict[str, Any]]:
+        return []
+
+
+@dataclass
+class SyncRun:
+    """One run's clock, counters and progress hooks, shared with the caller."""
+
+    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    mode: str = "incremental"
+    pages: int = 0
+    listed: int = 0
+    new: int = 0
+    changed: int = 0
+    deleted: int = 0
+    details_queued: int = 0
+    details_fetched: int = 0
+    details_missing: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+    rescans: int = 0
+    on_progress: Any = None
+    http: RequestStats | None = None
+    _closers: list[Any] = field(default_factory=list, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def close(self) -> None:
+        """Releases the run's HTTP client and threads; call after extract."""
+        while self._closers:
+            self._closers.pop()()
+
+    def bump(self, name: str, by: int = 1) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + by)
+        if self.on_progress is not None:
+            self.on_progress(self)
+
+
+def _hash64(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest())
+
+
+def quarantine(
+    run: SyncRun, resource: str, kind: str, reason: str, row: Any, key: str | None
+) -> Any:
+    """A row for the `quarantine` table: what could not load, and why."""
+    run.bump("quarantined")
+    logger.warning("quarantined a %s row: %s", resource, reason)
+    item = {
+        "found_at": run.started_at,
+        "resource": resource,
+        "kind": kind,
+        "email_key": key,
+        "reason": reason,
+        "record": excerpt(row, 2000),
+    }
+    return dlt.mark.with_hints(item, QUARANTINE_HINTS, create_table_variant=True)
+
+
+@dlt.source(name="elasticfunnels", max_table_nesting=2)
+def elasticfunnels(
+    base_url: str = dlt.config.value,
+    brand: str = dlt.config.value,
+    access_key: str = dlt.secrets.value,
+    per_page: int = settings.DEFAULT_PER_PAGE,
+    lookback_days: float = settings.DEFAULT_LOOKBACK_DAYS,
+    reconcile_every_days: float = settings.DEFAULT_RECONCILE_EVERY_DAYS,
+    concurrency: int = settings.DEFAULT_CONCURRENCY,
+    max_requests_per_second: float = 0.0,
+    timeout_seconds: float = settings.DEFAULT_TIMEOUT_SECONDS,
+    retry_budget_seconds: float = settings.DEFAULT_RETRY_BUDGET_SECONDS,
+    retry_floor_seconds: float = settings.DEFAULT_RETRY_FLOOR_SECONDS,
+    max_result_window: int = settings.DEFAULT_MAX_RESULT_WINDOW,
+    full: bool = False,
+    known: KnownCustomers | None = None,
+    run: SyncRun | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> Iterable[DltResource]:
+    """Customers of one ElasticFunnels brand, their details and counts.
+
+    `known` lets the source skip customers the warehouse already holds
+    unchanged; without it every listed customer is loaded with details.
+    """
+    if not 1 <= int(per_page) <= settings.MAX_PER_PAGE:
+        from pipelines.elasticfunnels.exceptions import ConfigurationError
+
+        raise ConfigurationError(
+            f"`per_page` is {per_page}; the API serves 1 to 100 rows a page. "
+            "Fix it under [sources.elasticfunnels] or "
+            "SOURCES__ELASTICFUNNELS__PER_PAGE."
+        )
+    run = run or SyncRun()
+    client = ApiClient(
+        base_url,
+        brand,
+        access_key,
+        concurrency=int(concurrency),
+        max_requests_per_second=float(max_requests_per_second or 0) or None,
+        timeout=float(timeout_seconds),
+        retry_budget=float(retry_budget_seconds),
+        retry_floor=float(retry_floor_seconds),
+        transport=transport,
+    )
+    scanner = CustomerScan(
+        client,
+        run,
+        known or NothingKnown(),
+        per_page=int(per_page),
+        lookback=timedelta(days=float(lookback_days)),
+        reconcile_every=timedelta(days=float(reconcile_every_days)),
+        window=int(max_result_window),
+        full=bool(full),
+    )
+    pool = ThreadPoolExecutor(max_workers=int(concurrency), thread_name_prefix="efw")
+    run.http = client.stats
+    run._closers += [client.close, pool.shutdown]
+
+    @dlt.resource(
+        name="customers",
+        primary_key="email_key",
+        write_disposition="merge",
+        columns=settings.CUSTOMER_COLUMNS,
+    )
+    def customers() -> Iterator[Any]:
+        yield from scanner.scan(dlt.current.resource_state())
+
+    @dlt.transformer(
+        name="details",
+        primary_key="email_key",
+        write_disposition="merge",
+        columns=settings.DETAIL_COLUMNS,
+        nested_hints={
+            "orders": {"columns": settings.ORDER_COLUMNS},
+            ("orders", "products"): {"columns": settings.PRODUCT_COLUMNS},
+            "subscriptions": {"columns": settings.SUBSCRIPTION_COLUMNS},
+        },
+        parallelized=True,
+    )
+    def details(batch: Any) -> Iterator[Any]:
+        # Deleted customers keep the details they had; quarantined rows have
+        # no hash and nothing to fetch.
+        batch = batch if isinstance(batch, list) else [batch]
+        rows = [r for r in batch if "row_hash" in r and r.get("deleted_at") is None]
+        run.bump("details_queued", len(rows))
+        records = []
+        for row, body in zip(rows, pool.map(_fetch_details, rows)):
+            run.bump("details_fetched")
+            key = row["email_key"]
+            if body is None:
+                run.bump("details_missing")
+                yield quarantine(
+                    run, "details", "not_found",
+                    "the list has this customer but details answered 404; "
+                    "retried on the next sync that lists them", None, key,
+                )
+                continue
+            try:
+                record = details_record(key, body, row["row_hash"])
+            except BadRecord as exc:
+                yield quarantine(run, "details", "bad_row", str(exc), body, key)
+                continue
+            record["synced_at"] = run.started_at
+            records.append(record)
+        if records:
+            yield records
+
+    def _fetch_details(row: dict[str, Any]) -> Any:
+        return client.details(row["customer_email"])
+
+    @dlt.resource(
+        name="quick_access",
+        write_disposition="append",
+        columns=settings.QUICK_ACCESS_COLUMNS,
+    )
+    def quick_access() -> Iterator[dict[str, Any]]:
+        counts = client.quick_access()
+        row = {"run_at": run.started_at}
+        for name, column in (
+            ("all", "all_customers"),
+            ("customers", "customers"),
+            ("abandons", "abandons"),
+            ("chargebacks", "chargebacks"),
+            ("refunds", "refunds"),
+        ):
+            value = counts.get(name)
+            row[column] = value if isinstance(value, int) else None
+        yield row
+
+    return customers, customers | details, quick_access
+
+
+@dataclass
+class Partition:
+    """One query the list route answers: a type filter and an ordering."""
+
+    type: str | None
+    sort: str
+    direction: str
+
+    def params(self) -> dict[str, Any]:
+        return {"sort": self.sort, "direction": self.direction, "type": self.type}
+
+
+class CustomerScan:
+    """Pages the list route and yields the customers that changed."""
+
+    def __init__(
+        self,
+        client: ApiClient,
+        run: SyncRun,
+        known: KnownCustomers,
+        *,
+        per_page: int,
+        lookback: timedelta,
+        reconcile_every: timedelta,
+        window: int,
+        full: bool,
+    ) -> None:
+        self.client = client
+        self.run = run
+        self.known = known
+        self.per_page = per_page
+        self.lookback = lookback
+        self.reconcile_every = reconcile_every
+        self.window = window
+        self.full = full
+        # Hashes of the keys and of the exact emails seen this run: a repeat
+        # of both is page drift; a repeat of the key alone is a collision.
+        self.seen: set[int] = set()
+        self.distinct = 0
+        self.newest: datetime | None = None
+
+    # Planning.
+
+    def scan(self, state: dict[str, Any]) -> Iterator[Any]:
+        cursor = _parse(state.get("last_order_date"))
+        last_reconcile = _parse(state.get("last_reconcile_at"))
+        due = (
+            last_reconcile is None
+            or self.run.started_at - last_reconcile >= self.reconcile_every
+        )
+        if self.full or cursor is None or due:
+            self.run.mode = "full"
+            yield from self._reconcile()
+            state["last_reconcile_at"] = self.run.started_at.isoformat()
+        else:
+            yield from self._incremental(cursor - self.lookback)
+        newest = max(filter(None, (cursor, self.newest)), default=None)
+        if newest is not None:
+            state["last_order_date"] = newest.isoformat()
+
+    def _incremental(self, start: datetime) -> Iterator[Any]:
+        logger.info("incremental scan from %s", start.isoformat())
+        order = Partition(None, "last_order_date", "desc")
+        for page in range(1, 1_000_000):
+            if self._past_window(page):
+                # More changed than one query can show: read everything.
+                logger.info("incremental scan reached the result window")
+                self.run.mode = "full"
+                yield from self._reconcile()
+                return
+            body = self.client.list_page(page, self.per_page, **order.params())
+            records = yield from self._take(body)
+            dates = [r["last_order_date"] for r in records]
+            if not body["data"] or all(d is None or d < start for d in dates):
+                return
+            if page >= _last_page(body):
+                return
+
+    # The reconcile scan.
+
+    def _reconcile(self) -> Iterator[Any]:
+        logger.info("full scan of the customer list")
+        for attempt in range(3):
+            expected = yield from self._scan_everything()
+            if self.distinct >= expected:
+                break
+            # Someone left the list at a spot the scan had passed, or the
+            # list shrank and grew: read it again rather than guess.
+            self.run.bump("rescans")
+            logger.warning(
+                "saw %d customers of %d listed; scanning again", self.distinct, expected
+            )
+        else:
+            raise ApiError(
+                f"The customer list changed under three scans in a row: "
+                f"{self.distinct} distinct customers seen, {expected} listed. "
+                "Nothing from this run was loaded and the cursor did not move; "
+                "rerun `efw sync --full` later."
+            )
+        yield from self._mark_deleted()
+
+    def _scan_everything(self) -> Iterator[Any]:
+        """Reads every customer, split into queries the window allows."""
+        first = self.client.list_page(
+            1, self.per_page, **Partition(None, "customer_email", "asc").params()
+        )
+        total = _total(first)
+        if not self.window or total <= self.window:
+            return (yield from self._scan(Partition(None, "customer_email", "asc"), first))
+        expected = 0
+        for type_ in ("customer", "abandon"):
+            expected += yield from self._scan_type(type_)
+        return expected
+
+    def _scan_type(self, type_: str) -> Iterator[Any]:
+        orderings = [
+            Partition(type_, column, direction)
+            for column in ("customer_email", "customer_phone", "customer_name",
+                           "first_order_date", "total_revenue")
+            for direction in ("asc", "desc")
+        ]
+        before = self.distinct
+        total = None
+        for order in orderings:
+            total = yield from self._scan(order, None)
+            if self.distinct - before >= total:
+                return total
+        raise ResultWindowExceeded(
+            f"The API serves at most {self.window:,} results per query "
+            f"(Elasticsearch's result window) and the {total:,} customers of "
+            f"type `{type_}` could not all be reached through the orderings it "
+            f"offers ({self.distinct - before:,} were). Nothing from this run "
+            "was loaded. Ask ElasticFunnels to raise the window, or set "
+            "`max_result_window` under [sources.elasticfunnels] if they did."
+        )
+
+    def _scan(self, order: Partition, first: dict[str, Any] | None) -> Iterator[Any]:
+        """Pages one ordering to its end or to the window; returns the total."""
+        body = first or self.client.list_page(1, self.per_page, **order.params())
+        page = 1
+        while True:
+            yield from self._take(body)
+            if not body["data"] or page >= _last_page(body):
+                return _total(body)
+            page += 1
+            if self._past_window(page):
+                return _total(body)
+            body = self.client.list_page(page, self.per_page, **order.params())
+
+    def _mark_deleted(self) -> Iterator[Any]:
+        for keys in self.known.active_keys():
+            gone = [k for k in keys if _hash64(k) not in self.seen]
+            if not gone:
+                continue
+            rows = self.known.rows(gone)
+            for row in rows:
+                row["deleted_at"] = self.run.started_at
+                row["synced_at"] = self.run.started_at
+            self.run.bump("deleted", len(rows))
+            yield rows
+
+    # Pages.
+
+    def _past_window(self, page: int) -> bool:
+        return bool(self.window) and page * self.per_page > self.window
+
+    def _take(self, body: dict[str, Any]) -> Iterator[Any]:
+        """Validates one page, yields its changed rows; returns its records."""
+        self.run.bump("pages")
+        records: list[dict[str, Any]] = []
+        for row in body["data"]:
+            try:
+                record = customer_record(row)
+            except BadRecord as exc:
+                # A bad row still occupies a place in the list: count it once,
+                # so the completeness check does not see a gap.
+                row_hash = _hash64("\1" + excerpt(row, 4000))
+                if row_hash not in self.seen:
+                    self.seen.add(row_hash)
+                    self.distinct += 1
+                    yield quarantine(
+                        self.run, "customers", "bad_row", str(exc), row, None
+                    )
+                continue
+            key_hash = _hash64(record["email_key"])
+            email_hash = _hash64("\0" + record["customer_email"])
+            if key_hash in self.seen:
+                if email_hash not in self.seen:
+                    self.run.bump("duplicates")
+                    yield quarantine(
+                        self.run, "customers", "duplicate_key",
+                        "another email in this sync differs from this one only "
+                        "in case or spaces; the first one seen was kept",
+                        row, record["email_key"],
+                    )
+                continue
+            self.seen.update((key_hash, email_hash))
+            self.distinct += 1
+            records.append(record)
+            date = record["last_order_date"]
+            if date is not None and (self.newest is None or date > self.newest):
+                self.newest = date
+        self.run.bump("listed", len(records))
+
+        changed = self._changed(records)
+        if changed:
+            yield changed
+        return records
+
+    def _changed(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        known = self.known.lookup([r["email_key"] for r in records])
+        changed = []
+        for record in records:
+            before = known.get(record["email_key"])
+            if before is None:
+                self.run.bump("new")
+            elif (
+                before.deleted
+                or before.row_hash != record["row_hash"]
+                or before.details_hash != record["row_hash"]
+            ):
+                self.run.bump("changed")
+            else:
+                continue
+            record["synced_at"] = self.run.started_at
+            record["deleted_at"] = None
+            changed.append(record)
+        return changed
+
+
+def _parse(value: Any) -> datetime | None:
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(str(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _total(body: dict[str, Any]) -> int:
+    total = body.get("total")
+    if isinstance(total, int) and total >= 0:
+        return total
+    raise ApiError(
+        f"The customer list answered without a usable `total` ({total!r}); "
+        "efw needs it to know the scan saw every customer."
+    )
+
+
+def _last_page(body: dict[str, Any]) -> int:
+    last = body.get("last_page")
+    if isinstance(last, int) and last >= 1:
+        return last
+    per_page = body.get("per_page") or 1
+    return max(1, math.ceil(_total(body) / per_page))

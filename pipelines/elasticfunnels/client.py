@@ -1,0 +1,395 @@
+"""HTTP for the customers API: one httpx client a run, polite and persistent.
+
+The client bounds its own concurrency and request rate (the vendor publishes
+no limit), retries what is transient (429, 5xx, timeouts, dropped connections,
+HTML where JSON was due) with exponential backoff and jitter, and turns what is
+not into errors that name the setting to change.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_delay,
+)
+
+from pipelines import __version__
+from pipelines.elasticfunnels import settings
+from pipelines.elasticfunnels.exceptions import (
+    ApiError,
+    AuthError,
+    ConfigurationError,
+    RequestRejected,
+)
+
+logger = logging.getLogger("efw.http")
+
+USER_AGENT = f"efw/{__version__} (+httpx/{httpx.__version__})"
+KEY_SETTING = "SOURCES__ELASTICFUNNELS__ACCESS_KEY"
+BRAND_SETTING = "SOURCES__ELASTICFUNNELS__BRAND"
+BASE_URL_SETTING = "SOURCES__ELASTICFUNNELS__BASE_URL"
+
+
+class TransientError(Exception):
+    """One failed attempt that is worth another; carries the server's wish."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+@dataclass
+class RequestStats:
+    """Counters a run reports in its summary; safe to bump from many threads."""
+
+    requests: int = 0
+    retries: int = 0
+    by_route: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, route: str) -> None:
+        with self._lock:
+            self.requests += 1
+            self.by_route[route] = self.by_route.get(route, 0) + 1
+
+    def count_retry(self) -> None:
+        with self._lock:
+            self.retries += 1
+
+
+class RateLimiter:
+    """A token bucket: at most `rate` request starts a second, small bursts."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.rate = rate if rate and rate > 0 else None
+        self._lock = threading.Lock()
+        self._next_at = time.monotonic()
+
+    def wait(self) -> None:
+        if self.rate is None:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next_at)
+            self._next_at = start + 1.0 / self.rate
+        if start > now:
+            time.sleep(start - now)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a `Retry-After` header: delta seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def quote_email(email: str) -> str:
+    """Encode an email as one path segment: nothing is safe, `@` included."""
+    return quote(email, safe="")
+
+
+class ApiClient:
+    """Talks to `/brands/{brand}/customers` for one sync run."""
+
+    def __init__(
+        self,
+        base_url: str,
+        brand: str,
+        access_key: str,
+        *,
+        concurrency: int = settings.DEFAULT_CONCURRENCY,
+        max_requests_per_second: float | None = None,
+        timeout: float = settings.DEFAULT_TIMEOUT_SECONDS,
+        retry_budget: float = settings.DEFAULT_RETRY_BUDGET_SECONDS,
+        retry_floor: float = settings.DEFAULT_RETRY_FLOOR_SECONDS,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if not base_url:
+            raise ConfigurationError(
+                f"No API base URL is set. Set `base_url` under "
+                f"[sources.elasticfunnels] or {BASE_URL_SETTING}."
+            )
+        if not brand:
+            raise ConfigurationError(
+                f"No brand is set. Set `brand` under [sources.elasticfunnels] "
+                f"or {BRAND_SETTING}."
+            )
+        if not access_key:
+            raise ConfigurationError(
+                f"No access key is set. Put `access_key` in .dlt/secrets.toml "
+                f"under [sources.elasticfunnels] or set {KEY_SETTING}."
+            )
+        if concurrency < 1:
+            raise ConfigurationError(
+                f"`concurrency` must be at least 1, not {concurrency}."
+            )
+        self.brand = str(brand)
+        self.prefix = f"/brands/{quote(self.brand, safe='')}/customers"
+        self.retry_budget = retry_budget
+        self.retry_floor = retry_floor
+        self.stats = RequestStats()
+        self._slots = threading.BoundedSemaphore(concurrency)
+        self._limiter = RateLimiter(max_requests_per_second)
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={
+                "EF-Access-Key": access_key,
+                "User-Agent": USER_AGENT,
+                "Accept": "application/json",
+            },
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(
+                max_connections=concurrency, max_keepalive_connections=concurrency
+            ),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "ApiClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # The three reads a sync makes.
+
+    def list_page(
+        self,
+        page: int,
+        per_page: int,
+        *,
+        sort: str,
+        direction: str,
+        type: str | None = None,
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "page": page,
+            "per_page": per_page,
+            "sort": sort,
+            "sort_direction": direction,
+        }
+        if type:
+            params["type"] = type
+        body = self._get_json("list", self.prefix, params)
+        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+            raise ApiError(
+                f"The customer list (page {page}) did not answer a paginator "
+                f"with a `data` array; got {type_name(body)}. The API may have "
+                f"changed; check {BASE_URL_SETTING}."
+            )
+        return body
+
+    def quick_access(self) -> dict[str, Any]:
+        body = self._get_json("quick_access", f"{self.prefix}/quick-access", {})
+        if not isinstance(body, dict):
+            raise ApiError(
+                f"quick-access answered {type_name(body)}, not an object."
+            )
+        return body
+
+    def details(self, email: str) -> dict[str, Any] | None:
+        """A customer's details, or None when the API no longer knows them."""
+        path = f"{self.prefix}/{quote_email(email)}/details"
+        params = {"include_orders": "true", "include_subscriptions": "true"}
+        body = self._get_json("details", path, params, missing_ok=True)
+        if body is not None and not isinstance(body, dict):
+            raise ApiError(f"Customer details answered {type_name(body)}.")
+        return body
+
+    # Plumbing.
+
+    def _get_json(
+        self,
+        route: str,
+        path: str,
+        params: dict[str, Any],
+        *,
+        missing_ok: bool = False,
+    ) -> Any:
+        retrying = Retrying(
+            retry=retry_if_exception_type(TransientError),
+            stop=stop_after_delay(self.retry_budget),
+            wait=self._wait,
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._attempt(route, path, params, missing_ok)
+        except TransientError as exc:
+            raise ApiError(
+                f"The {describe(route)} kept failing for "
+                f"{self.retry_budget:.0f} s of retries; last: {exc.reason}. "
+                "Nothing was loaded from this run; rerun `efw sync` later, or "
+                "raise `retry_budget_seconds` under [sources.elasticfunnels]."
+            ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _attempt(
+        self, route: str, path: str, params: dict[str, Any], missing_ok: bool
+    ) -> Any:
+        self._limiter.wait()
+        with self._slots:
+            self.stats.count(route)
+            try:
+                response = self._http.get(path, params=params)
+            except httpx.TimeoutException as exc:
+                raise TransientError(f"timed out ({type(exc).__name__})") from None
+            except httpx.TransportError as exc:
+                raise TransientError(f"connection failed ({type(exc).__name__})") from None
+        logger.debug("GET %s -> %s", route, response.status_code)
+        return self._read(route, response, missing_ok)
+
+    def _read(self, route: str, response: httpx.Response, missing_ok: bool) -> Any:
+        status = response.status_code
+        if status == 429:
+            raise TransientError(
+                "429 Too Many Requests",
+                parse_retry_after(response.headers.get("Retry-After")),
+            )
+        if status >= 500:
+            raise TransientError(
+                f"{status} {response.reason_phrase}",
+                parse_retry_after(response.headers.get("Retry-After")),
+            )
+        if status in (401, 403):
+            raise AuthError(self._auth_message(status, response))
+        if status == 404:
+            if missing_ok and _is_json(response):
+                return None
+            raise ConfigurationError(
+                f"The {describe(route)} answered 404: the base URL or the brand "
+                f"`{self.brand}` is wrong, or the key header did not arrive. "
+                f"Check {BASE_URL_SETTING} and {BRAND_SETTING}."
+            )
+        if status == 422:
+            raise RequestRejected(
+                f"The API refused a parameter of the {describe(route)}: "
+                f"{_rejected_fields(response)}. Check `per_page` (1 to 100) "
+                "under [sources.elasticfunnels]."
+            )
+        if status >= 300:
+            raise ApiError(
+                f"The {describe(route)} answered {status} "
+                f"{response.reason_phrase}; efw expects 200."
+            )
+        if not _is_json(response):
+            # Proxies and maintenance pages answer HTML with a 200.
+            raise TransientError(
+                f"200 with a {response.headers.get('Content-Type', 'missing')} "
+                "body instead of JSON"
+            )
+        try:
+            return response.json()
+        except ValueError:
+            raise TransientError("200 with a body that is not valid JSON") from None
+
+    def _auth_message(self, status: int, response: httpx.Response) -> str:
+        said = _message(response)
+        if status == 403:
+            return (
+                f"The API answered 403 ({said}): the key works but its user "
+                f"lacks the `customers` module permission for brand "
+                f"`{self.brand}`. Grant it in ElasticFunnels or use another "
+                f"key ({KEY_SETTING})."
+            )
+        if "brand" in said.lower():
+            return (
+                f"The API answered 401 ({said}): the key has no access to brand "
+                f"`{self.brand}`. Check {BRAND_SETTING}, or use a key of that "
+                f"brand ({KEY_SETTING})."
+            )
+        return (
+            f"The API answered 401 ({said}): the access key is wrong or was "
+            f"rotated. Set a valid one in {KEY_SETTING} or .dlt/secrets.toml."
+        )
+
+    def _wait(self, state: RetryCallState) -> float:
+        # Exponential backoff with full jitter, never below the floor and never
+        # sooner than the server asked; capped so one wait cannot eat the budget.
+        exc = state.outcome.exception() if state.outcome else None
+        backoff = self.retry_floor * 2 ** (state.attempt_number - 1)
+        wait = random.uniform(self.retry_floor, max(self.retry_floor, min(backoff, 60)))
+        asked = getattr(exc, "retry_after", None)
+        if asked is not None:
+            wait = max(wait, asked, self.retry_floor)
+        return wait
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        self.stats.count_retry()
+        exc = state.outcome.exception() if state.outcome else None
+        logger.info(
+            "retrying after %s (attempt %d, waiting %.1f s)",
+            getattr(exc, "reason", exc),
+            state.attempt_number,
+            state.upcoming_sleep,
+        )
+
+
+def describe(route: str) -> str:
+    return {
+        "list": "customer list",
+        "details": "customer details request",
+        "quick_access": "quick-access counts",
+    }.get(route, route)
+
+
+def type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _is_json(response: httpx.Response) -> bool:
+    return "json" in response.headers.get("Content-Type", "").lower()
+
+
+def _message(response: httpx.Response) -> str:
+    if _is_json(response):
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and isinstance(body.get("message"), str):
+            return body["message"][:200]
+    return f"no JSON message, Content-Type {response.headers.get('Content-Type')}"
+
+
+def _rejected_fields(response: httpx.Response) -> str:
+    if _is_json(response):
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            errors = body.get("errors")
+            if isinstance(errors, dict) and errors:
+                return "; ".join(
+                    f"`{name}`: {' '.join(map(str, msgs))}"[:200]
+                    for name, msgs in errors.items()
+                )
+            if isinstance(body.get("message"), str):
+                return body["message"][:200]
+    return "no details given"

@@ -1,0 +1,335 @@
+"""One sync: lock the warehouse, finish what a crashed run left, extract,
+normalize, load, then rebuild the models and publish a copy for BI tools.
+
+Everything here goes through dlt's destination-neutral API (the pipeline, its
+state, `sql_client`), so the same run can later load into another destination;
+what is DuckDB's own (the file lock, its error text) is kept in a few lines.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import dlt
+import httpx
+from dlt.common.pipeline import LoadInfo
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+from pipelines.elasticfunnels import Known, NothingKnown, SyncRun, elasticfunnels
+from pipelines.elasticfunnels import settings as source_settings
+from pipelines.elasticfunnels.exceptions import (
+    ConfigurationError,
+    EfwError,
+    WarehouseLocked,
+)
+
+logger = logging.getLogger("efw.sync")
+
+PIPELINE_NAME = "efw"
+DATASET_NAME = "elasticfunnels"
+DEFAULT_WAREHOUSE = "warehouse/efw.duckdb"
+CUSTOMER_COLUMNS = [
+    name
+    for name in source_settings.CUSTOMER_COLUMNS
+]
+
+
+@dataclass
+class Paths:
+    """Where one warehouse and its working state live."""
+
+    warehouse: Path
+    pipelines_dir: Path
+
+    @property
+    def lock_file(self) -> Path:
+        return self.warehouse.with_name(self.warehouse.name + ".sync-lock")
+
+
+def resolve_paths(warehouse: str | os.PathLike[str] | None = None) -> Paths:
+    """The warehouse from the argument, `[efw] warehouse` or the default, and
+    dlt's working folder beside it unless `[efw] pipelines_dir` says otherwise.
+
+    dlt would otherwise keep its state under /var/dlt or the home folder,
+    shared by every warehouse on the machine.
+    """
+    configured = warehouse or dlt.config.get("efw.warehouse") or DEFAULT_WAREHOUSE
+    path = Path(os.path.expanduser(str(configured))).resolve()
+    if path.suffix != ".duckdb":
+        raise ConfigurationError(
+            f"The warehouse path `{path}` does not end in .duckdb. Pass "
+            "--warehouse PATH.duckdb or set `warehouse` under [efw] (EFW__WAREHOUSE)."
+        )
+    if path.stem == DATASET_NAME:
+        # DuckDB cannot tell a catalog from a schema of the same name.
+        raise ConfigurationError(
+            f"The warehouse file may not be named `{DATASET_NAME}.duckdb`, like "
+            "its dataset; choose another name."
+        )
+    working = dlt.config.get("efw.pipelines_dir")
+    pipelines_dir = (
+        Path(os.path.expanduser(str(working))).resolve()
+        if working
+        else path.parent / f".{path.stem}.dlt"
+    )
+    return Paths(path, pipelines_dir)
+
+
+def make_pipeline(paths: Paths) -> dlt.Pipeline:
+    paths.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    return dlt.pipeline(
+        pipeline_name=PIPELINE_NAME,
+        destination=dlt.destinations.duckdb(str(paths.warehouse)),
+        dataset_name=DATASET_NAME,
+        pipelines_dir=str(paths.pipelines_dir),
+        progress=None,
+    )
+
+
+@contextmanager
+def sync_lock(paths: Paths) -> Iterator[None]:
+    """Holds an exclusive lock so two syncs never write one warehouse at once."""
+    paths.lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(paths.lock_file, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise WarehouseLocked(
+                f"Another `efw sync` holds {paths.lock_file}; it writes the same "
+                "warehouse. Wait for it to finish; this run changed nothing."
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class WarehouseCustomers:
+    """What the loaded `customers` and `details` tables hold, for the source's
+    change detection, read through dlt's SQL client."""
+
+    def __init__(self, pipeline: dlt.Pipeline) -> None:
+        self._client_cm = pipeline.sql_client()
+        self._client = self._client_cm.__enter__()
+        customers = self._client.make_qualified_table_name("customers")
+        details = self._client.make_qualified_table_name("details")
+        self._customers = customers
+        self._has_details = self._has_table("details")
+        self._lookup_sql = (
+            f"select c.email_key, c.row_hash, c.deleted_at is not null, "
+            + ("d.list_row_hash " if self._has_details else "null ")
+            + f"from {customers} c "
+            + (f"left join {details} d on d.email_key = c.email_key " if self._has_details else "")
+            + "where c.email_key in ({})"
+        )
+
+    def _has_table(self, name: str) -> bool:
+        try:
+            self._client.execute_sql(
+                f"select 1 from {self._client.make_qualified_table_name(name)} limit 1"
+            )
+        except Exception:
+            return False
+        return True
+
+    def close(self) -> None:
+        self._client_cm.__exit__(None, None, None)
+
+    def lookup(self, keys: list[str]) -> dict[str, Known]:
+        if not keys:
+            return {}
+        sql = self._lookup_sql.format(", ".join(["%s"] * len(keys)))
+        rows = self._client.execute_sql(sql, *keys) or []
+        return {key: Known(row_hash, details_hash, deleted) for key, row_hash, deleted, details_hash in rows}
+
+    def active_keys(self) -> Iterator[list[str]]:
+        with self._client.execute_query(
+            f"select email_key from {self._customers} where deleted_at is null"
+        ) as cursor:
+            while batch := cursor.fetchmany(10_000):
+                yield [row[0] for row in batch]
+
+    def rows(self, keys: list[str]) -> list[dict[str, Any]]:
+        columns = ", ".join(CUSTOMER_COLUMNS)
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            sql = (
+                f"select {columns} from {self._customers} "
+                f"where email_key in ({', '.join(['%s'] * len(chunk))})"
+            )
+            for values in self._client.execute_sql(sql, *chunk) or []:
+                found.append(dict(zip(CUSTOMER_COLUMNS, values)))
+        return found
+
+
+@dataclass
+class SyncResult:
+    run: SyncRun
+    load_info: LoadInfo | None
+    requests: int
+    retries: int
+    seconds: float
+    warehouse: Path
+    resumed_packages: int = 0
+    models: list[str] = field(default_factory=list)
+    published: Path | None = None
+
+
+def run_sync(
+    *,
+    full: bool = False,
+    warehouse: str | os.PathLike[str] | None = None,
+    transport: httpx.BaseTransport | None = None,
+    now: datetime | None = None,
+    build: bool = True,
+    on_progress: Any = None,
+    hooks: dict[str, Any] | None = None,
+    **source_args: Any,
+) -> SyncResult:
+    """Runs one sync. `source_args` override configuration (base_url, brand,
+    access_key, lookback_days, ...); `transport` serves tests in-process;
+    `now` pins the run's clock (tests that replay 1997 night by night)."""
+    hooks = hooks or {}
+    paths = resolve_paths(warehouse)
+    started = time.monotonic()
+    with sync_lock(paths):
+        pipeline = make_pipeline(paths)
+        try:
+            resumed = _finish_pending(pipeline)
+            _call(hooks, "after_pending")
+            run = SyncRun(started_at=now or datetime.now(timezone.utc))
+            run.on_progress = on_progress
+            known = _known_customers(pipeline)
+            try:
+                source = elasticfunnels(
+                    full=full, known=known, run=run, transport=transport, **source_args
+                )
+                pipeline.extract(source)
+            finally:
+                run.close()
+                if isinstance(known, WarehouseCustomers):
+                    known.close()
+            _call(hooks, "after_extract")
+            pipeline.normalize()
+            _call(hooks, "after_normalize")
+            load_info = pipeline.load()
+            _call(hooks, "after_load")
+        except PipelineStepFailed as exc:
+            raise translate(exc) from None
+        except Exception as exc:
+            lock = _lock_error(exc)
+            if lock is not None:
+                raise lock from None
+            raise
+
+        result = SyncResult(
+            run=run,
+            load_info=load_info,
+            requests=run.http.requests if run.http else 0,
+            retries=run.http.retries if run.http else 0,
+            seconds=time.monotonic() - started,
+            warehouse=paths.warehouse,
+            resumed_packages=resumed,
+        )
+        if build:
+            build_and_publish(pipeline, paths, result)
+        result.seconds = time.monotonic() - started
+        return result
+
+
+def build_and_publish(pipeline: dlt.Pipeline, paths: Paths, result: SyncResult) -> None:
+    """Rebuilds the SQL models and publishes a read-only copy of the warehouse."""
+    from pipelines import models
+
+    timezone_name = dlt.config.get("efw.business_timezone") or "UTC"
+    with pipeline.sql_client() as client:
+        connection = client.native_connection
+        result.models = models.build_models(connection, business_timezone=timezone_name)
+    result.published = models.publish_copy(paths.warehouse)
+
+
+def _finish_pending(pipeline: dlt.Pipeline) -> int:
+    """Loads what a crashed or refused run extracted, before extracting anew.
+
+    Its state travels in the same package, so loading it first keeps the
+    cursor and the data in step.
+    """
+    pipeline.sync_destination()
+    if not pipeline.has_pending_data:
+        return 0
+    logger.info("loading what an earlier run left behind")
+    pipeline.normalize()
+    info = pipeline.load()
+    return len(info.loads_ids)
+
+
+def _known_customers(pipeline: dlt.Pipeline) -> Any:
+    try:
+        return WarehouseCustomers(pipeline)
+    except Exception as exc:
+        lock = _lock_error(exc)
+        if lock is not None:
+            raise lock from None
+        # A new warehouse has no schema and no tables yet.
+        logger.debug("no customers loaded yet (%s)", type(exc).__name__)
+        return NothingKnown()
+
+
+def _call(hooks: dict[str, Any], name: str) -> None:
+    hook = hooks.get(name)
+    if hook is not None:
+        hook()
+
+
+LOCK_PATTERN = re.compile(r"Could not set lock on file|Conflicting lock is held", re.I)
+
+
+def _lock_error(exc: BaseException) -> WarehouseLocked | None:
+    for error in _chain(exc):
+        if LOCK_PATTERN.search(str(error)):
+            holder = re.search(r"\(PID (\d+)\)", str(error))
+            who = f" (process {holder.group(1)})" if holder else ""
+            return WarehouseLocked(
+                "The warehouse file is locked by another process"
+                f"{who}: DuckDB allows one writer and no other reader while it "
+                "writes. Close the program holding it (point BI tools at the "
+                "published copy instead) and rerun `efw sync`; anything this "
+                "run extracted is kept and loads first next time."
+            )
+    return None
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        error = stack.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        yield error
+        for nxt in (error.__cause__, error.__context__, getattr(error, "exception", None)):
+            if isinstance(nxt, BaseException):
+                stack.append(nxt)
+
+
+def translate(exc: PipelineStepFailed) -> BaseException:
+    """The efw error inside dlt's wrapper, or a lock error, or dlt's own."""
+    lock = _lock_error(exc)
+    if lock is not None:
+        return lock
+    for error in _chain(exc):
+        if isinstance(error, EfwError):
+            return error
+    return exc

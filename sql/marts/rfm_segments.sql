@@ -1,0 +1,98 @@
+-- one row per live buyer: recency, frequency and monetary quintiles as of
+-- the latest order in the warehouse, and the segment they put them in
+
+with
+
+customer_ltv as (
+
+    select * from marts.customer_ltv
+
+),
+
+buyers as (
+
+    select
+
+        email_key,
+        as_of_date,
+        last_order_date,
+        days_since_last_order as recency_days,
+        count_orders,
+        net_revenue
+
+    from customer_ltv
+
+    where not is_lead and not is_deleted
+
+),
+
+scored as (
+
+    -- 5 is best; ties are split by email_key so a rerun scores the same
+    select
+
+        *,
+
+        ntile(5) over (order by recency_days desc, email_key)
+            as recency_score,
+
+        ntile(5) over (order by count_orders, email_key)
+            as frequency_score,
+
+        ntile(5) over (order by net_revenue, email_key)
+            as monetary_score
+
+    from buyers
+
+),
+
+combined as (
+
+    select
+
+        *,
+
+        -- the mean of f and m, halves rounded up
+        cast((frequency_score + monetary_score + 1) // 2 as integer)
+            as fm_score
+
+    from scored
+
+),
+
+segmented as (
+
+    select
+
+        *,
+
+        concat(recency_score, frequency_score, monetary_score) as rfm_cell,
+
+        case
+            when recency_score = 5 and fm_score >= 4
+                then 'champions'
+            when recency_score in (3, 4) and fm_score >= 4
+                then 'loyal'
+            when recency_score in (4, 5) and fm_score in (2, 3)
+                then 'potential_loyalists'
+            when recency_score = 5 and fm_score = 1
+                then 'new'
+            when recency_score = 4 and fm_score = 1
+                then 'promising'
+            when recency_score = 3 and fm_score = 3
+                then 'need_attention'
+            when recency_score = 3 and fm_score <= 2
+                then 'about_to_sleep'
+            when recency_score <= 2 and fm_score = 5
+                then 'cant_lose'
+            when recency_score <= 2 and fm_score in (3, 4)
+                then 'at_risk'
+            when recency_score <= 2 and fm_score <= 2
+                then 'hibernating'
+        end as segment
+
+    from combined
+
+)
+
+select * from segmented

@@ -1,0 +1,85 @@
+-- one row per order or abandoned cart, keyed by order_id; dates and months
+-- are read on the business time zone's calendar, never the session's
+
+with
+
+orders as (
+
+    select * from elasticfunnels.details__orders
+
+),
+
+details as (
+
+    select * from elasticfunnels.details
+
+),
+
+renamed as (
+
+    select
+
+        -- keys
+        cast(orders.id as varchar) as order_id,
+        lower(trim(details.email_key)) as email_key,
+
+        -- what and when
+        lower(trim(orders.status)) as order_status,
+        cast(orders.date as timestamptz) as ordered_at,
+        cast(orders.total as decimal(14, 2)) as order_total
+
+    from orders
+
+    inner join details
+        on orders._dlt_parent_id = details._dlt_id
+
+),
+
+localized as (
+
+    select
+
+        *,
+        timezone('{{ business_timezone }}', ordered_at) as ordered_local_at
+
+    from renamed
+
+),
+
+flagged as (
+
+    select
+
+        -- keys
+        order_id,
+        email_key,
+
+        -- when, on the business calendar
+        ordered_at,
+        cast(ordered_local_at as date) as order_date,
+        cast(date_trunc('month', ordered_local_at) as date) as order_month,
+
+        -- status
+        order_status,
+        order_status = 'abandoned' as is_abandoned,
+        order_status <> 'abandoned' as is_counted,
+        order_status = 'refunded' as is_refunded,
+        order_status = 'chargeback' as is_charged_back,
+
+        -- amounts: a refund or chargeback lands on the original order
+        order_total,
+
+        case when order_status = 'refunded' then order_total else 0 end
+            as refunded_total,
+
+        case when order_status = 'chargeback' then order_total else 0 end
+            as charged_back_total,
+
+        case when order_status = 'approved' then order_total else 0 end
+            as net_total
+
+    from localized
+
+)
+
+select * from flagged

@@ -1,0 +1,11 @@
+-- model: monthly_revenue
+-- rule: no amount or count is negative
+
+select *
+from marts.monthly_revenue
+where
+    gross_revenue < 0
+    or refunds < 0
+    or chargebacks < 0
+    or net_revenue < 0
+    or count_orders < 0

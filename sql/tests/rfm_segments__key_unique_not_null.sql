@@ -1,0 +1,7 @@
+-- model: rfm_segments
+-- rule: email_key is unique and not null
+
+select email_key, count(*) as count_rows
+from marts.rfm_segments
+group by email_key
+having email_key is null or count(*) > 1
