@@ -179,10 +179,7 @@ class Progress:
     def update(self, run: Any) -> None:
         elapsed = max(time.monotonic() - self._started, 1e-6)
         rate = f"{run.details_fetched / elapsed:,.0f}/s"
-        text = (
-            f"{run.mode} scan: {run.pages:,} pages, {run.listed:,} listed; "
-            f"details"
-        )
+        text = f"{run.mode} scan: {run.pages:,} pages, {run.listed:,} listed; details"
         if self._bar is not None:
             self._bar.update(
                 self._task,
@@ -242,8 +239,8 @@ Try it in the duckdb shell (read-only, on the published copy):
   select * from marts.cohort_ltv order by cohort_month;
 
   -- the first year of each monthly cohort
-  select cohort_month, period, cohort_size, retention_rate
-  from marts.cohort_retention where period <= 12 order by 1, 2;
+  select cohort_month, period_number, cohort_size, retention_rate
+  from marts.cohort_retention where period_number <= 12 order by 1, 2;
 
   -- who the best and the slipping customers are
   select segment, count(*) as customers, round(sum(net_revenue), 2) as revenue
@@ -262,8 +259,18 @@ class emulator_process:
         from pipelines.emulator import DEFAULT_BRAND, DEFAULT_KEY
 
         command = [
-            sys.executable, "-m", "pipelines.emulator", "serve", "--port", "0",
-            "--dataset", "cdnow", "--brand", DEFAULT_BRAND, "--key", DEFAULT_KEY,
+            sys.executable,
+            "-m",
+            "pipelines.emulator",
+            "serve",
+            "--port",
+            "0",
+            "--dataset",
+            "cdnow",
+            "--brand",
+            DEFAULT_BRAND,
+            "--key",
+            DEFAULT_KEY,
         ]
         if self.faults.get("latency_ms"):
             command += ["--latency-ms", str(self.faults["latency_ms"])]

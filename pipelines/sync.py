@@ -38,10 +38,7 @@ logger = logging.getLogger("efw.sync")
 PIPELINE_NAME = "efw"
 DATASET_NAME = "elasticfunnels"
 DEFAULT_WAREHOUSE = "warehouse/efw.duckdb"
-CUSTOMER_COLUMNS = [
-    name
-    for name in source_settings.CUSTOMER_COLUMNS
-]
+CUSTOMER_COLUMNS = [name for name in source_settings.CUSTOMER_COLUMNS]
 
 
 @dataclass
@@ -121,23 +118,26 @@ class WarehouseCustomers:
     def __init__(self, pipeline: dlt.Pipeline) -> None:
         self._client_cm = pipeline.sql_client()
         self._client = self._client_cm.__enter__()
-        customers = self._client.make_qualified_table_name("customers")
+        self._customers = self._client.make_qualified_table_name("customers")
         details = self._client.make_qualified_table_name("details")
-        self._customers = customers
-        self._has_details = self._has_table("details")
+        # The first load may have listed customers but fetched no details.
+        if self._exists(details):
+            hash_column = "d.list_row_hash"
+            join = f"left join {details} d on d.email_key = c.email_key"
+        else:
+            hash_column, join = "null", ""
         self._lookup_sql = (
             f"select c.email_key, c.row_hash, c.deleted_at is not null, "
-            + ("d.list_row_hash " if self._has_details else "null ")
-            + f"from {customers} c "
-            + (f"left join {details} d on d.email_key = c.email_key " if self._has_details else "")
-            + "where c.email_key in ({})"
+            f"{hash_column} from {self._customers} c {join} "
+            "where c.email_key in ({})"
         )
+        if not self._exists(self._customers):
+            self.close()
+            raise LookupError("no customers table yet")
 
-    def _has_table(self, name: str) -> bool:
+    def _exists(self, table: str) -> bool:
         try:
-            self._client.execute_sql(
-                f"select 1 from {self._client.make_qualified_table_name(name)} limit 1"
-            )
+            self._client.execute_sql(f"select 1 from {table} limit 1")
         except Exception:
             return False
         return True
@@ -150,7 +150,10 @@ class WarehouseCustomers:
             return {}
         sql = self._lookup_sql.format(", ".join(["%s"] * len(keys)))
         rows = self._client.execute_sql(sql, *keys) or []
-        return {key: Known(row_hash, details_hash, deleted) for key, row_hash, deleted, details_hash in rows}
+        return {
+            key: Known(row_hash, details_hash, deleted)
+            for key, row_hash, deleted, details_hash in rows
+        }
 
     def active_keys(self) -> Iterator[list[str]]:
         with self._client.execute_query(
@@ -319,7 +322,11 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
             continue
         seen.add(id(error))
         yield error
-        for nxt in (error.__cause__, error.__context__, getattr(error, "exception", None)):
+        for nxt in (
+            error.__cause__,
+            error.__context__,
+            getattr(error, "exception", None),
+        ):
             if isinstance(nxt, BaseException):
                 stack.append(nxt)
 

@@ -8,7 +8,7 @@ subscriptions become dlt's child tables of `details`.
 Two scans feed `customers`:
 
 - incremental: sorted by `last_order_date` descending, it stops at the first
-  page whose rows all predate the cursor minus the lookback. Customers who buy
+  page that reaches a row older than the cursor minus the lookback. Customers who buy
   during the scan move to the front, behind the scan, but their new date lies
   past the cursor it stores, so the next run finds them.
 - reconcile (`full`): sorted by email, which no purchase changes, it reads the
@@ -232,9 +232,13 @@ def elasticfunnels(
             if body is None:
                 run.bump("details_missing")
                 yield quarantine(
-                    run, "details", "not_found",
+                    run,
+                    "details",
+                    "not_found",
                     "the list has this customer but details answered 404; "
-                    "retried on the next sync that lists them", None, key,
+                    "retried on the next sync that lists them",
+                    None,
+                    key,
                 )
                 continue
             try:
@@ -344,8 +348,10 @@ class CustomerScan:
                 return
             body = self.client.list_page(page, self.per_page, **order.params())
             records = yield from self._take(body)
+            # The list is newest first with nulls last, so the first row older
+            # than the start means every later row is older too.
             dates = [r["last_order_date"] for r in records]
-            if not body["data"] or all(d is None or d < start for d in dates):
+            if not body["data"] or any(d is None or d < start for d in dates):
                 return
             if page >= _last_page(body):
                 return
@@ -380,7 +386,9 @@ class CustomerScan:
         )
         total = _total(first)
         if not self.window or total <= self.window:
-            return (yield from self._scan(Partition(None, "customer_email", "asc"), first))
+            return (
+                yield from self._scan(Partition(None, "customer_email", "asc"), first)
+            )
         expected = 0
         for type_ in ("customer", "abandon"):
             expected += yield from self._scan_type(type_)
@@ -389,8 +397,13 @@ class CustomerScan:
     def _scan_type(self, type_: str) -> Iterator[Any]:
         orderings = [
             Partition(type_, column, direction)
-            for column in ("customer_email", "customer_phone", "customer_name",
-                           "first_order_date", "total_revenue")
+            for column in (
+                "customer_email",
+                "customer_phone",
+                "customer_name",
+                "first_order_date",
+                "total_revenue",
+            )
             for direction in ("asc", "desc")
         ]
         before = self.distinct
@@ -462,10 +475,13 @@ class CustomerScan:
                 if email_hash not in self.seen:
                     self.run.bump("duplicates")
                     yield quarantine(
-                        self.run, "customers", "duplicate_key",
+                        self.run,
+                        "customers",
+                        "duplicate_key",
                         "another email in this sync differs from this one only "
                         "in case or spaces; the first one seen was kept",
-                        row, record["email_key"],
+                        row,
+                        record["email_key"],
                     )
                 continue
             self.seen.update((key_hash, email_hash))

@@ -205,9 +205,7 @@ class ApiClient:
     def quick_access(self) -> dict[str, Any]:
         body = self._get_json("quick_access", f"{self.prefix}/quick-access", {})
         if not isinstance(body, dict):
-            raise ApiError(
-                f"quick-access answered {type_name(body)}, not an object."
-            )
+            raise ApiError(f"quick-access answered {type_name(body)}, not an object.")
         return body
 
     def details(self, email: str) -> dict[str, Any] | None:
@@ -260,7 +258,9 @@ class ApiClient:
             except httpx.TimeoutException as exc:
                 raise TransientError(f"timed out ({type(exc).__name__})") from None
             except httpx.TransportError as exc:
-                raise TransientError(f"connection failed ({type(exc).__name__})") from None
+                raise TransientError(
+                    f"connection failed ({type(exc).__name__})"
+                ) from None
         logger.debug("GET %s -> %s", route, response.status_code)
         return self._read(route, response, missing_ok)
 

@@ -47,7 +47,9 @@ TIMESTAMP: dict[str, Any] = {"data_type": "timestamp", "timezone": True}
 
 
 def _columns(**types: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {name: {"name": name, "nullable": True, **hint} for name, hint in types.items()}
+    return {
+        name: {"name": name, "nullable": True, **hint} for name, hint in types.items()
+    }
 
 
 TEXT = {"data_type": "text"}

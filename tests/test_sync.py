@@ -1,0 +1,236 @@
+"""The nightly sync against the emulator: what loads, what is fetched, and when."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from urllib.parse import quote
+
+import pytest
+
+from pipelines.elasticfunnels.client import quote_email
+from pipelines.elasticfunnels.exceptions import (
+    AuthError,
+    ConfigurationError,
+    WarehouseLocked,
+)
+from pipelines.elasticfunnels.records import email_key
+from pipelines.emulator import Emulator
+from pipelines.sync import resolve_paths, sync_lock
+from tests.syncing import api_rows, money, query, sync
+
+MID_1997 = datetime(1997, 6, 1, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Emulator:
+    return Emulator.cdnow(max_customers=1500)
+
+
+@pytest.fixture()
+def fresh(emulator: Emulator) -> Emulator:
+    emulator.set_clock(MID_1997)
+    emulator.reset_counts()
+    return emulator
+
+
+def test_first_sync_loads_every_customer_with_details(fresh, tmp_path):
+    warehouse = tmp_path / "w.duckdb"
+    result = sync(fresh, warehouse)
+
+    served = api_rows(fresh)
+    assert result.run.mode == "full"
+    assert result.run.new == len(served) > 1000
+    assert fresh.counts["details"] == len(served)
+    assert result.run.details_fetched == len(served)
+
+    [(count, revenue, refunds, ltv)] = query(
+        warehouse,
+        "select count(*), sum(total_revenue), sum(total_refunds), "
+        "sum(lifetime_value) from elasticfunnels.customers",
+    )
+    assert count == len(served)
+    assert revenue == sum(money(r["total_revenue"]) for r in served)
+    assert refunds == sum(money(r["total_refunds"]) for r in served)
+    assert ltv == sum(money(r["lifetime_value"]) for r in served)
+
+    # Every order of every customer, with its products, as the details say.
+    expected_orders = expected_products = expected_subs = 0
+    expected_total = money(0)
+    for row in served:
+        details = fresh.store.details(row["customer_email"])
+        expected_orders += len(details["orders"])
+        expected_products += sum(len(o["products"]) for o in details["orders"])
+        expected_total += sum(money(o["total"]) for o in details["orders"])
+        expected_subs += len(details["subscriptions"])
+    [(orders, order_total)] = query(
+        warehouse, "select count(*), sum(total) from elasticfunnels.details__orders"
+    )
+    assert (orders, order_total) == (expected_orders, expected_total)
+    [(products,)] = query(
+        warehouse, "select count(*) from elasticfunnels.details__orders__products"
+    )
+    assert products == expected_products
+    [(subs,)] = query(
+        warehouse, "select count(*) from elasticfunnels.details__subscriptions"
+    )
+    assert subs == expected_subs > 0
+
+    [(all_customers,)] = query(
+        warehouse, "select all_customers from elasticfunnels.quick_access"
+    )
+    assert all_customers == len(served)
+
+
+def test_second_run_right_away_fetches_no_details(fresh, tmp_path):
+    warehouse = tmp_path / "w.duckdb"
+    sync(fresh, warehouse)
+    fresh.reset_counts()
+
+    again = sync(fresh, warehouse)
+
+    assert again.run.mode == "incremental"
+    assert fresh.counts["details"] == 0
+    assert again.run.new == again.run.changed == 0
+    assert fresh.counts["list"] == 1
+    [(loads,)] = query(warehouse, "select count(*) from elasticfunnels.customers")
+    assert loads == len(api_rows(fresh))
+
+
+def test_a_day_later_only_changed_customers_get_details(fresh, tmp_path):
+    warehouse = tmp_path / "w.duckdb"
+    sync(fresh, warehouse)
+    before = {r["customer_email"]: r for r in api_rows(fresh)}
+
+    fresh.advance(timedelta(days=1).total_seconds())
+    fresh.reset_counts()
+    result = sync(fresh, warehouse)
+
+    after = {r["customer_email"]: r for r in api_rows(fresh)}
+    bought = {
+        email
+        for email, row in after.items()
+        if row["last_order_date"] is not None
+        and before.get(email, {}).get("last_order_date") != row["last_order_date"]
+    }
+    assert bought, "the emulator should show purchases on an ordinary day"
+    assert result.run.mode == "incremental"
+    assert fresh.counts["details"] == len(bought) == result.run.details_fetched
+    [(loaded,)] = query(
+        warehouse,
+        "select count(*) from elasticfunnels.customers where synced_at = ?",
+        result.run.started_at,
+    )
+    assert loaded == len(bought)
+
+
+def test_emails_round_trip_exactly(fresh, tmp_path):
+    warehouse = tmp_path / "w.duckdb"
+    sync(fresh, warehouse)
+    served = [r["customer_email"] for r in api_rows(fresh)]
+    shapes = {
+        "plus": [e for e in served if "+" in e],
+        "slash": [e for e in served if "/" in e],
+        "percent": [e for e in served if "%" in e],
+        "mixed case": [e for e in served if e != e.lower()],
+        "non-ascii": [e for e in served if not e.isascii()],
+    }
+    assert all(shapes.values()), {k: len(v) for k, v in shapes.items()}
+
+    stored = dict(
+        query(
+            warehouse,
+            "select c.customer_email, d.email from elasticfunnels.customers c "
+            "join elasticfunnels.details d using (email_key)",
+        )
+    )
+    for emails in shapes.values():
+        for email in emails:
+            assert stored[email] == email
+    keys = {
+        k for (k,) in query(warehouse, "select email_key from elasticfunnels.customers")
+    }
+    assert keys == {email_key(e) for e in served}
+
+
+def test_path_segment_quoting_keeps_nothing_safe():
+    assert quote_email("a+b/c%d@x.com") == "a%2Bb%2Fc%25d%40x.com"
+    assert quote_email("josé@x.com") == quote("josé@x.com", safe="")
+
+
+def test_reconcile_marks_vanished_customers_and_drops_removed_orders(fresh, tmp_path):
+    warehouse = tmp_path / "w.duckdb"
+    sync(fresh, warehouse)
+    # Turning the clock back removes the customers who first appeared in the
+    # last days, and the last orders of others: as if the source deleted them.
+    fresh.set_clock(MID_1997 - timedelta(days=10))
+    gone = {r["customer_email"] for r in api_rows(fresh)}
+    fresh.set_clock(MID_1997)
+    vanished = {r["customer_email"] for r in api_rows(fresh)} - gone
+    fresh.set_clock(MID_1997 - timedelta(days=10))
+
+    result = sync(fresh, warehouse, full=True)
+
+    assert result.run.deleted == len(vanished) > 0
+    marked = {
+        e
+        for (e,) in query(
+            warehouse,
+            "select customer_email from elasticfunnels.customers "
+            "where deleted_at is not null",
+        )
+    }
+    assert marked == vanished
+    [(late_orders,)] = query(
+        warehouse,
+        "select count(*) from elasticfunnels.details__orders o "
+        "join elasticfunnels.details d on o._dlt_root_id = d._dlt_id "
+        "join elasticfunnels.customers c using (email_key) "
+        "where c.deleted_at is null and o.date > ?",
+        MID_1997 - timedelta(days=10),
+    )
+    assert late_orders == 0
+
+    # Back on the list: no longer deleted.
+    fresh.set_clock(MID_1997)
+    sync(fresh, warehouse, full=True)
+    [(still_marked,)] = query(
+        warehouse,
+        "select count(*) from elasticfunnels.customers where deleted_at is not null",
+    )
+    assert still_marked == 0
+
+
+def test_wrong_key_stops_after_one_request(fresh, tmp_path):
+    with pytest.raises(AuthError) as caught:
+        sync(fresh, tmp_path / "w.duckdb", access_key="not-the-key")
+    assert "SOURCES__ELASTICFUNNELS__ACCESS_KEY" in str(caught.value)
+    assert "not-the-key" not in str(caught.value)
+    assert sum(fresh.counts[route] for route in ("list", "quick_access")) == 1
+
+
+def test_wrong_brand_names_the_brand_setting(fresh, tmp_path):
+    with pytest.raises(AuthError) as caught:
+        sync(fresh, tmp_path / "w.duckdb", brand="999")
+    assert "SOURCES__ELASTICFUNNELS__BRAND" in str(caught.value)
+
+
+def test_per_page_out_of_range_is_refused_before_any_request(fresh, tmp_path):
+    with pytest.raises(ConfigurationError, match="per_page"):
+        sync(fresh, tmp_path / "w.duckdb", per_page=500)
+    assert fresh.counts["list"] == 0
+
+
+def test_two_syncs_never_overlap(fresh, tmp_path):
+    warehouse = tmp_path / "w.duckdb"
+    with sync_lock(resolve_paths(warehouse)):
+        with pytest.raises(WarehouseLocked, match="sync-lock"):
+            sync(fresh, warehouse)
+    assert fresh.counts["list"] == 0
+    sync(fresh, warehouse)
+
+
+def test_working_folder_sits_beside_the_warehouse(tmp_path):
+    paths = resolve_paths(tmp_path / "brand.duckdb")
+    assert paths.pipelines_dir == tmp_path / ".brand.dlt"
+    with pytest.raises(ConfigurationError, match=".duckdb"):
+        resolve_paths(tmp_path / "brand.db")
