@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import email.utils
+import itertools
 import math
 import random
 import threading
@@ -134,6 +135,10 @@ class Faults:
 
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, _coerce(name, value))
+        if name == "seed":
+            # Any assignment of the seed, even of the same value, and any new
+            # Faults object restart the random sequence.
+            super().__setattr__("_seeding", next(_SEEDINGS))
 
     def update(self, changes: dict[str, Any]) -> None:
         """Apply several settings at once, all or none.
@@ -162,11 +167,6 @@ class Faults:
         out["bad_data"] = sorted(self.bad_data)
         return out
 
-    @property
-    def active(self) -> bool:
-        """Whether any setting differs from its default."""
-        return self != Faults(seed=self.seed)
-
 
 class FaultsError(ValueError):
     """Refused fault settings; `errors` maps each field to its message."""
@@ -177,6 +177,7 @@ class FaultsError(ValueError):
 
 
 _FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(Faults))
+_SEEDINGS = itertools.count(1)
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -248,7 +249,8 @@ def _retry_after_spec(value: Any) -> str:
         return text
     seconds = text.removeprefix("date:")
     if not seconds.isdigit():
-        raise ValueError("retry_after must be 'N', 'date:N' or 'none' (N whole seconds).")
+        message = "retry_after must be 'N', 'date:N' or 'none' (N whole seconds)."
+        raise ValueError(message)
     return text
 
 
@@ -310,15 +312,16 @@ class FaultDice:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._seed: int | None = None
+        self._seeding = 0
         self._rng = random.Random()
         self._admitted: deque[float] = deque()
 
     def roll(self, faults: Faults) -> Decision:
         """Decide latency and which fault, if any, hits this request."""
         with self._lock:
-            if faults.seed != self._seed:
-                self._seed = faults.seed
+            seeding = getattr(faults, "_seeding", 0)
+            if seeding != self._seeding:
+                self._seeding = seeding
                 self._rng.seed(faults.seed)
             # Always draw the same five numbers, whatever is switched on, so
             # turning one fault on does not reshuffle the others.
