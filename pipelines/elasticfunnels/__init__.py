@@ -24,6 +24,7 @@ import hashlib
 import logging
 import math
 import threading
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -283,9 +284,15 @@ class Partition:
     type: str | None
     sort: str
     direction: str
+    q: str | None = None
 
     def params(self) -> dict[str, Any]:
-        return {"sort": self.sort, "direction": self.direction, "type": self.type}
+        return {
+            "sort": self.sort,
+            "direction": self.direction,
+            "type": self.type,
+            "q": self.q,
+        }
 
 
 class CustomerScan:
@@ -316,6 +323,8 @@ class CustomerScan:
         self.seen: set[int] = set()
         self.distinct = 0
         self.newest: datetime | None = None
+        # Email domains of the customers seen, to split a scan past the window.
+        self.domains: Counter[str] = Counter()
 
     # Planning.
 
@@ -395,33 +404,46 @@ class CustomerScan:
         return expected
 
     def _scan_type(self, type_: str) -> Iterator[Any]:
-        orderings = [
-            Partition(type_, column, direction)
-            for column in (
-                "customer_email",
-                "customer_phone",
-                "customer_name",
-                "first_order_date",
-                "total_revenue",
-            )
-            for direction in ("asc", "desc")
-        ]
+        """Reads every customer of one type, when there are more than the
+        window shows: both ends of the email order first (2 x the window),
+        then one query per email domain seen (`q=@domain`), largest first,
+        then both ends of other orderings; fails if customers stay unseen."""
         before = self.distinct
-        total = None
-        for order in orderings:
-            total = yield from self._scan(order, None)
-            if self.distinct - before >= total:
+        self.domains.clear()
+        total = 0
+
+        def reached() -> int:
+            return self.distinct - before
+
+        for direction in ("asc", "desc"):
+            total = yield from self._scan(Partition(type_, "customer_email", direction))
+            if reached() >= total:
                 return total
+        for domain, _ in self.domains.most_common():
+            for direction in ("asc", "desc"):
+                part = Partition(type_, "customer_email", direction, f"@{domain}")
+                part_total = yield from self._scan(part)
+                if reached() >= total or part_total <= self.window:
+                    break
+            if reached() >= total:
+                return total
+        for column in ("customer_phone", "customer_name", "last_order_date"):
+            for direction in ("asc", "desc"):
+                yield from self._scan(Partition(type_, column, direction))
+                if reached() >= total:
+                    return total
         raise ResultWindowExceeded(
             f"The API serves at most {self.window:,} results per query "
-            f"(Elasticsearch's result window) and the {total:,} customers of "
-            f"type `{type_}` could not all be reached through the orderings it "
-            f"offers ({self.distinct - before:,} were). Nothing from this run "
-            "was loaded. Ask ElasticFunnels to raise the window, or set "
+            f"(Elasticsearch's result window) and {total - reached():,} of the "
+            f"{total:,} customers of type `{type_}` could not be reached through "
+            "the orderings and searches it offers. Nothing from this run was "
+            "loaded. Ask ElasticFunnels to raise the window, or set "
             "`max_result_window` under [sources.elasticfunnels] if they did."
         )
 
-    def _scan(self, order: Partition, first: dict[str, Any] | None) -> Iterator[Any]:
+    def _scan(
+        self, order: Partition, first: dict[str, Any] | None = None
+    ) -> Iterator[Any]:
         """Pages one ordering to its end or to the window; returns the total."""
         body = first or self.client.list_page(1, self.per_page, **order.params())
         page = 1
@@ -486,6 +508,7 @@ class CustomerScan:
                 continue
             self.seen.update((key_hash, email_hash))
             self.distinct += 1
+            self.domains[record["email_key"].rpartition("@")[2]] += 1
             records.append(record)
             date = record["last_order_date"]
             if date is not None and (self.newest is None or date > self.newest):

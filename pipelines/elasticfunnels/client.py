@@ -184,6 +184,7 @@ class ApiClient:
         sort: str,
         direction: str,
         type: str | None = None,
+        q: str | None = None,
     ) -> dict[str, Any]:
         params: dict[str, Any] = {
             "page": page,
@@ -193,6 +194,8 @@ class ApiClient:
         }
         if type:
             params["type"] = type
+        if q:
+            params["q"] = q
         body = self._get_json("list", self.prefix, params)
         if not isinstance(body, dict) or not isinstance(body.get("data"), list):
             raise ApiError(
