@@ -1,0 +1,137 @@
+"""The demo's job end to end: every CDNOW customer and lead, through the sync,
+into the models, checked against the raw CDNOW file and the emulator."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import duckdb
+import pytest
+
+from pipelines import models
+from pipelines.emulator import Emulator
+from tests import cdnow_expected as expected
+from tests.syncing import api_rows, money, query, sync
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Emulator:
+    return Emulator.cdnow()
+
+
+@pytest.fixture(scope="module")
+def demo(emulator, tmp_path_factory):
+    """A full sync of the whole CDNOW set, models built, as `efw demo` does."""
+    warehouse = tmp_path_factory.mktemp("demo") / "warehouse.duckdb"
+    emulator.reset_counts()
+    result = sync(emulator, warehouse, build=True)
+    return warehouse, result
+
+
+@pytest.fixture(scope="module")
+def purchases():
+    return expected.read_cdnow(expected.find_cdnow_master())
+
+
+def test_loads_every_customer_and_lead_with_details(emulator, demo):
+    warehouse, result = demo
+    served = api_rows(emulator)
+    counts = emulator.store.quick_access()
+    assert len(served) == counts["all"] == 23_570 + counts["abandons"]
+    assert result.run.new == len(served)
+
+    [(customers, leads, revenue, ltv)] = query(
+        warehouse,
+        "select count(*), count(*) filter (where total_orders = 0), "
+        "sum(total_revenue), sum(lifetime_value) from elasticfunnels.customers",
+    )
+    assert (customers, leads) == (counts["all"], counts["abandons"])
+    assert revenue == sum(money(r["total_revenue"]) for r in served)
+    assert ltv == sum(money(r["lifetime_value"]) for r in served)
+
+    [(details,)] = query(warehouse, "select count(*) from elasticfunnels.details")
+    assert details == len(served) == emulator.counts["details"]
+    orders = subscriptions = 0
+    for row in served:
+        body = emulator.store.details(row["customer_email"])
+        orders += len(body["orders"])
+        subscriptions += len(body["subscriptions"])
+    assert query(warehouse, "select count(*) from elasticfunnels.details__orders") == [
+        (orders,)
+    ]
+    assert query(
+        warehouse, "select count(*) from elasticfunnels.details__subscriptions"
+    ) == [(subscriptions,)]
+
+
+def test_warehouse_revenue_equals_the_raw_file(demo, purchases):
+    warehouse, _ = demo
+    [(gross,)] = query(
+        warehouse,
+        "select sum(total) from elasticfunnels.details__orders "
+        "where status <> 'abandoned'",
+    )
+    assert gross == sum(p.dollar_value for p in purchases)
+
+
+def test_second_run_right_away_fetches_no_details(emulator, demo):
+    warehouse, _ = demo
+    emulator.reset_counts()
+    again = sync(emulator, warehouse)
+    assert again.run.mode == "incremental"
+    assert emulator.counts["details"] == 0
+    assert again.run.new == again.run.changed == 0
+    # The newest-first scan reads the two-day lookback: 100-odd CDNOW
+    # customers bought in the last two days of the data, so two pages.
+    assert emulator.counts["list"] <= 2
+
+
+def test_cohorts_match_the_raw_file(demo, purchases):
+    warehouse, _ = demo
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        sizes = dict(
+            con.execute(
+                "select cohort_month, max(cohort_size) from marts.cohort_retention "
+                "group by 1"
+            ).fetchall()
+        )
+        gross = {
+            (cohort, month): value
+            for cohort, month, value in con.execute(
+                "select cohort_month, activity_month, gross_revenue "
+                "from marts.cohort_retention where gross_revenue <> 0"
+            ).fetchall()
+        }
+        retention = {
+            (cohort, period): rate
+            for cohort, period, rate in con.execute(
+                "select cohort_month, period_number, retention_rate "
+                "from marts.cohort_retention where period_number < 12"
+            ).fetchall()
+        }
+    assert sizes == expected.expected_cohort_sizes(purchases)
+    want = expected.expected_gross_by_cohort_and_month(purchases)
+    assert {k: Decimal(v) for k, v in gross.items()} == {
+        k: v for k, v in want.items() if v != 0
+    }
+    want_retention = expected.expected_retention(purchases, periods=12)
+    assert retention.keys() == want_retention.keys()
+    for key, rate in want_retention.items():
+        assert float(retention[key]) == pytest.approx(rate, abs=1e-9), key
+
+
+def test_api_lifetime_value_agrees_and_data_tests_pass(demo):
+    warehouse, _ = demo
+    assert query(warehouse, "select count(*) from marts.ltv_check") == [(0,)]
+    with duckdb.connect(str(warehouse)) as con:
+        assert models.run_data_tests(con) == []
+
+
+def test_published_copy_has_the_marts(demo):
+    warehouse, result = demo
+    assert result.published is not None and result.published.exists()
+    assert query(result.published, "select count(*) from marts.customer_ltv") == (
+        query(warehouse, "select count(*) from marts.customer_ltv")
+    )
