@@ -39,3 +39,4 @@ milestones as (
 )
 
 select * from milestones
+order by cohort_month

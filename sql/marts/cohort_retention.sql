@@ -161,3 +161,4 @@ final as (
 )
 
 select * from final
+order by cohort_month, period_number

@@ -23,10 +23,14 @@ compared as (
 
         -- the two lifetime values
         customer_ltv.net_revenue,
-        coalesce(customers.api_lifetime_value, 0) as api_lifetime_value,
+        cast(coalesce(customers.api_lifetime_value, 0) as decimal(18, 2))
+            as api_lifetime_value,
 
-        customer_ltv.net_revenue
-            - coalesce(customers.api_lifetime_value, 0) as difference,
+        cast(
+            customer_ltv.net_revenue
+            - coalesce(customers.api_lifetime_value, 0)
+            as decimal(18, 2)
+        ) as difference,
 
         -- their parts, to see where they part ways
         customer_ltv.count_orders,

@@ -15,6 +15,14 @@ orders as (
 
 ),
 
+live_customers as (
+
+    select email_key, cohort_month
+    from customer_ltv
+    where not is_deleted
+
+),
+
 data_end as (
 
     -- deleted customers' orders still happened: they mark where data ends
@@ -33,15 +41,14 @@ live_orders as (
         orders.order_total,
         orders.refunded_total,
         orders.charged_back_total,
-        orders.net_total,
-        customer_ltv.cohort_month
+        orders.net_total
 
     from orders
 
-    inner join customer_ltv
-        on orders.email_key = customer_ltv.email_key
+    inner join live_customers
+        on orders.email_key = live_customers.email_key
 
-    where orders.is_counted and not customer_ltv.is_deleted
+    where orders.is_counted
 
 ),
 
@@ -66,18 +73,22 @@ monthly as (
         sum(refunded_total) as refunds,
         sum(charged_back_total) as chargebacks,
         sum(net_total) as net_revenue,
-
-        count(distinct email_key) as count_customers,
-
-        count(distinct case when cohort_month = order_month
-            then email_key end) as count_new_customers,
-
-        count(distinct case when cohort_month < order_month
-            then email_key end) as count_returning_customers
+        count(distinct email_key) as count_customers
 
     from live_orders
 
     group by order_month
+
+),
+
+newcomers as (
+
+    -- a customer is new in the month of their first order, and every
+    -- other buyer of a month is returning
+    select cohort_month as revenue_month, count(*) as count_new_customers
+    from live_customers
+    where cohort_month is not null
+    group by cohort_month
 
 ),
 
@@ -101,9 +112,10 @@ final as (
             as net_revenue,
 
         coalesce(monthly.count_customers, 0) as count_customers,
-        coalesce(monthly.count_new_customers, 0) as count_new_customers,
+        coalesce(newcomers.count_new_customers, 0) as count_new_customers,
 
-        coalesce(monthly.count_returning_customers, 0)
+        coalesce(monthly.count_customers, 0)
+            - coalesce(newcomers.count_new_customers, 0)
             as count_returning_customers
 
     from month_spine
@@ -111,6 +123,10 @@ final as (
     left join monthly
         on month_spine.revenue_month = monthly.revenue_month
 
+    left join newcomers
+        on month_spine.revenue_month = newcomers.revenue_month
+
 )
 
 select * from final
+order by revenue_month

@@ -14,7 +14,7 @@ renamed as (
     select
 
         -- keys
-        lower(trim(email_key)) as email_key,
+        email_key,
         customer_email,
 
         -- who and where

@@ -27,7 +27,7 @@ renamed as (
         -- keys
         products._dlt_id as order_product_id,
         cast(orders.id as varchar) as order_id,
-        lower(trim(details.email_key)) as email_key,
+        details.email_key,
 
         -- the product
         cast(products._dlt_list_idx as bigint) as product_position,

@@ -21,7 +21,7 @@ renamed as (
 
         -- keys
         cast(orders.id as varchar) as order_id,
-        lower(trim(details.email_key)) as email_key,
+        details.email_key,
 
         -- what and when
         lower(trim(orders.status)) as order_status,
@@ -75,8 +75,13 @@ flagged as (
         case when order_status = 'chargeback' then order_total else 0 end
             as charged_back_total,
 
-        case when order_status = 'approved' then order_total else 0 end
-            as net_total
+        -- a status the api adds later counts as approved until told
+        -- otherwise (and fails the accepted-statuses test meanwhile)
+        case
+            when order_status in ('refunded', 'chargeback', 'abandoned')
+                then 0
+            else order_total
+        end as net_total
 
     from localized
 

@@ -20,7 +20,7 @@ renamed as (
 
         -- keys
         cast(subscriptions.id as bigint) as subscription_id,
-        lower(trim(details.email_key)) as email_key,
+        details.email_key,
 
         -- what and when
         subscriptions.product as product_name,

@@ -9,3 +9,5 @@ where
     or chargebacks < 0
     or net_revenue < 0
     or count_orders < 0
+    or count_new_customers < 0
+    or count_returning_customers < 0
