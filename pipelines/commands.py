@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import shutil
@@ -62,11 +63,20 @@ def add_parsers(commands: Any) -> None:
 
 def setup_logging(verbose: bool = False) -> None:
     level = os.environ.get("EFW_LOG_LEVEL", "DEBUG" if verbose else "INFO").upper()
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    if sys.stderr.isatty():
+        # Log lines above the live progress bar, not through it.
+        from rich.logging import RichHandler
+
+        handler: logging.Handler = RichHandler(
+            console=_console(sys.stderr), show_path=False
+        )
+        logging.basicConfig(level=level, format="%(message)s", handlers=[handler])
+    else:
+        logging.basicConfig(
+            level=level,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
     # httpx logs every URL at INFO, emails in details paths included.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
@@ -137,7 +147,11 @@ def summary(result: Any) -> str:
 
 
 class Progress:
-    """A live bar on a terminal; a log line every few seconds elsewhere."""
+    """A live bar on a terminal; a log line every few seconds elsewhere.
+
+    The bar counts customers listed against the total the API reports, when
+    the scan reads the whole list; an incremental scan has no total to show.
+    """
 
     def __init__(self, stream: Any = None) -> None:
         self.stream = stream or sys.stderr
@@ -148,11 +162,10 @@ class Progress:
         self._last_line = 0.0
         self._lock = threading.Lock()
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         if self.interactive:
             from rich.progress import (
                 BarColumn,
-                MofNCompleteColumn,
                 TextColumn,
                 TimeElapsedColumn,
                 TimeRemainingColumn,
@@ -162,14 +175,15 @@ class Progress:
             self._bar = Bar(
                 TextColumn("{task.description}"),
                 BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]}"),
+                TextColumn("{task.fields[details]}"),
                 TimeElapsedColumn(),
+                TextColumn("ETA"),
                 TimeRemainingColumn(),
                 transient=True,
+                console=_console(self.stream),
             )
             self._bar.__enter__()
-            self._task = self._bar.add_task("details", total=None, rate="")
+            self._task = self._bar.add_task("starting", total=None, details="")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -178,15 +192,17 @@ class Progress:
 
     def update(self, run: Any) -> None:
         elapsed = max(time.monotonic() - self._started, 1e-6)
-        rate = f"{run.details_fetched / elapsed:,.0f}/s"
-        text = f"{run.mode} scan: {run.pages:,} pages, {run.listed:,} listed; details"
+        details = (
+            f"details {run.details_fetched:,}/{run.details_queued:,} "
+            f"({run.details_fetched / elapsed:,.0f}/s)"
+        )
         if self._bar is not None:
             self._bar.update(
                 self._task,
-                description=text,
-                completed=run.details_fetched,
-                total=max(run.details_queued, 1),
-                rate=rate,
+                description=f"{run.mode} scan: {run.pages:,} pages",
+                completed=run.listed,
+                total=run.expected or None,
+                details=details,
             )
             return
         with self._lock:
@@ -194,15 +210,24 @@ class Progress:
             if now - self._last_line < 5:
                 return
             self._last_line = now
+        of_total = f" of {run.expected:,}" if run.expected else ""
         logger.info(
-            "%s scan: %d pages, %d listed, details %d of %d queued (%s)",
+            "%s scan: %d pages, %d%s customers listed, %s",
             run.mode,
             run.pages,
             run.listed,
-            run.details_fetched,
-            run.details_queued,
-            rate,
+            of_total,
+            details,
         )
+
+
+@functools.cache
+def _console(stream: Any) -> Any:
+    # One console per stream: rich prints log records above a live bar only
+    # when both go through the same console.
+    from rich.console import Console
+
+    return Console(file=stream)
 
 
 def demo_command(args: argparse.Namespace) -> int:

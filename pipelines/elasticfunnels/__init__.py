@@ -92,6 +92,8 @@ class SyncRun:
 
     started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     mode: str = "incremental"
+    # Customers the API lists, when the scan reads them all (for an ETA).
+    expected: int = 0
     pages: int = 0
     listed: int = 0
     new: int = 0
@@ -394,6 +396,7 @@ class CustomerScan:
             1, self.per_page, **Partition(None, "customer_email", "asc").params()
         )
         total = _total(first)
+        self.run.expected = total
         if not self.window or total <= self.window:
             return (
                 yield from self._scan(Partition(None, "customer_email", "asc"), first)
