@@ -33,6 +33,7 @@ from pipelines.emulator.faults import (
     corrupt_page,
     retry_after_header,
 )
+from pipelines.emulator.store import COLUMNS, SORT_DIRECTIONS, TYPES
 
 if TYPE_CHECKING:
     import httpx
@@ -45,31 +46,9 @@ logger = logging.getLogger("pipelines.emulator")
 DEFAULT_BRAND = "1042"
 DEFAULT_KEY = "efw-demo-key"
 
-#: The columns the list route may return and the export may include, in the
-#: order the vendor documents them.
-ALLOWED_COLUMNS = (
-    "customer_email",
-    "customer_name",
-    "customer_first_name",
-    "customer_last_name",
-    "customer_phone",
-    "customer_country",
-    "customer_state",
-    "customer_city",
-    "last_order_date",
-    "first_order_date",
-    "total_orders",
-    "total_revenue",
-    "total_refunds",
-    "total_chargebacks",
-    "lifetime_value",
-    "order_frequency",
-    "products_purchased",
-    "is_abandoned_customer",
-    "abandoned_value",
-)
-CUSTOMER_TYPES = ("customer", "abandon")
-SORT_DIRECTIONS = ("asc", "desc")
+#: The columns the list route may return and the export may include.
+ALLOWED_COLUMNS = COLUMNS
+CUSTOMER_TYPES = TYPES
 FILTER_KEYS = ("type", "q", "sort", "sort_direction")
 
 #: Elasticsearch's default `index.max_result_window`.
