@@ -278,7 +278,36 @@ def _finish_pending(pipeline: dlt.Pipeline) -> int:
     logger.info("loading what an earlier run left behind")
     pipeline.normalize()
     info = pipeline.load()
+    _drop_repeated_rows(pipeline)
     return len(info.loads_ids)
+
+
+def _drop_repeated_rows(pipeline: dlt.Pipeline) -> None:
+    """Removes rows a resumed load wrote twice.
+
+    A load job killed after its rows were written but before dlt recorded it
+    as done runs again when the package resumes. Append tables then hold its
+    rows twice, and so does the root table of a merge (dlt deduplicates
+    nested rows only). dlt gives every row a unique `_dlt_id`, so a repeated
+    one can only be such a rerun; one copy stays.
+    """
+    with pipeline.sql_client() as client:
+        for table in pipeline.default_schema.data_table_names(seen_data_only=True):
+            name = client.make_qualified_table_name(table)
+            [(repeats,)] = client.execute_sql(
+                f"select count(*) - count(distinct _dlt_id) from {name}"
+            )
+            if not repeats:
+                continue
+            logger.warning(
+                "removing %d rows of %s that a resumed load wrote twice", repeats, table
+            )
+            # `rowid` is DuckDB's: the one way to tell two identical rows apart.
+            client.execute_sql(
+                f"delete from {name} where rowid in (select rowid from ("
+                "select rowid, row_number() over (partition by _dlt_id "
+                f"order by rowid) as copy from {name}) where copy > 1)"
+            )
 
 
 def _known_customers(pipeline: dlt.Pipeline) -> Any:
