@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import httpx
 
 from pipelines.emulator import DEFAULT_BRAND, DEFAULT_KEY, Emulator
 from pipelines.sync import SyncResult, run_sync
@@ -20,9 +21,11 @@ def sync(
     *,
     full: bool = False,
     build: bool = False,
+    transport: httpx.BaseTransport | None = None,
     **overrides: Any,
 ) -> SyncResult:
-    """One `efw sync` against `emulator`, through its in-process transport."""
+    """One `efw sync` against `emulator`, through its in-process transport
+    (or `transport`, which wraps it)."""
     args: dict[str, Any] = {
         "base_url": "http://emulator.test/api",
         "brand": DEFAULT_BRAND,
@@ -33,7 +36,7 @@ def sync(
     return run_sync(
         full=full,
         warehouse=warehouse,
-        transport=emulator.transport(),
+        transport=transport or emulator.transport(),
         build=build,
         **args,
     )

@@ -12,8 +12,8 @@ Two scans feed `customers`:
   during the scan move to the front, behind the scan, but their new date lies
   past the cursor it stores, so the next run finds them.
 - reconcile (`full`): sorted by email, which no purchase changes, it reads the
-  whole list, checks that it saw as many customers as the API counts, and
-  marks the stored customers it did not see as deleted. It is also the only
+  whole list, checks that it saw as many customers as the API counted when
+  it started, and marks the stored customers it did not see as deleted. It is also the only
   scan that reaches leads (their null dates sort last) and refunds or
   chargebacks on old orders (they do not move `last_order_date`).
 """
@@ -42,7 +42,10 @@ from pipelines.elasticfunnels.records import (
     BadRecord,
     customer_record,
     details_record,
+    email_key,
     excerpt,
+    required_email,
+    to_timestamp,
 )
 
 logger = logging.getLogger("efw.source")
@@ -324,6 +327,8 @@ class CustomerScan:
         # of both is page drift; a repeat of the key alone is a collision.
         self.seen: set[int] = set()
         self.distinct = 0
+        # Quarantined list rows whose email could not be read.
+        self.unnamed = 0
         self.newest: datetime | None = None
         # Email domains of the customers seen, to split a scan past the window.
         self.domains: Counter[str] = Counter()
@@ -371,6 +376,10 @@ class CustomerScan:
 
     def _reconcile(self) -> Iterator[Any]:
         logger.info("full scan of the customer list")
+        # Rows read late in the scan show orders placed during it, while rows
+        # read early do not show theirs: the newest date seen overall would
+        # put the cursor past those. The newest date at the start is safe.
+        horizon = self._newest_listed()
         for attempt in range(3):
             expected = yield from self._scan_everything()
             if self.distinct >= expected:
@@ -388,7 +397,21 @@ class CustomerScan:
                 "Nothing from this run was loaded and the cursor did not move; "
                 "rerun `efw sync --full` later."
             )
+        self.newest = horizon
         yield from self._mark_deleted()
+
+    def _newest_listed(self) -> datetime | None:
+        """The newest `last_order_date` the list shows now, None without one."""
+        body = self.client.list_page(
+            1, 5, **Partition(None, "last_order_date", "desc").params()
+        )
+        dates = []
+        for row in body["data"]:
+            try:
+                dates.append(to_timestamp("last_order_date", row["last_order_date"]))
+            except (BadRecord, KeyError, TypeError):
+                continue
+        return max(filter(None, dates), default=None)
 
     def _scan_everything(self) -> Iterator[Any]:
         """Reads every customer, split into queries the window allows."""
@@ -401,10 +424,11 @@ class CustomerScan:
             return (
                 yield from self._scan(Partition(None, "customer_email", "asc"), first)
             )
-        expected = 0
         for type_ in ("customer", "abandon"):
-            expected += yield from self._scan_type(type_)
-        return expected
+            yield from self._scan_type(type_)
+        # Against the count before either type was read: a lead who buys
+        # between the two scans leaves one type for the other unseen.
+        return total
 
     def _scan_type(self, type_: str) -> Iterator[Any]:
         """Reads every customer of one type, when there are more than the
@@ -447,19 +471,36 @@ class CustomerScan:
     def _scan(
         self, order: Partition, first: dict[str, Any] | None = None
     ) -> Iterator[Any]:
-        """Pages one ordering to its end or to the window; returns the total."""
+        """Pages one ordering to its end or to the window; returns the total
+        its first page reported.
+
+        Customers who appear during the scan raise later totals, but a row
+        inserted behind the scan only pushes the next rows down (one is read
+        twice), so nobody listed at the start is missed for it. Counting
+        against the first total lets a scan of a busy list finish; the
+        newcomers are read by the next sync.
+        """
         body = first or self.client.list_page(1, self.per_page, **order.params())
+        total = _total(body)
         page = 1
         while True:
             yield from self._take(body)
             if not body["data"] or page >= _last_page(body):
-                return _total(body)
+                return total
             page += 1
             if self._past_window(page):
-                return _total(body)
+                return total
             body = self.client.list_page(page, self.per_page, **order.params())
 
     def _mark_deleted(self) -> Iterator[Any]:
+        if self.unnamed:
+            # Any unseen customer could be one of those rows.
+            logger.warning(
+                "%d listed rows had no usable email; no customer is marked "
+                "deleted until a reconcile reads every row",
+                self.unnamed,
+            )
+            return
         for keys in self.known.active_keys():
             gone = [k for k in keys if _hash64(k) not in self.seen]
             if not gone:
@@ -485,13 +526,17 @@ class CustomerScan:
                 record = customer_record(row)
             except BadRecord as exc:
                 # A bad row still occupies a place in the list: count it once,
-                # so the completeness check does not see a gap.
-                row_hash = _hash64("\1" + excerpt(row, 4000))
+                # so the completeness check does not see a gap. When its email
+                # is readable, the customer counts as seen and keeps the row
+                # loaded before instead of being marked deleted.
+                key = _readable_key(row)
+                row_hash = _hash64(key if key else "\1" + excerpt(row, 4000))
                 if row_hash not in self.seen:
                     self.seen.add(row_hash)
                     self.distinct += 1
+                    self.unnamed += key is None
                     yield quarantine(
-                        self.run, "customers", "bad_row", str(exc), row, None
+                        self.run, "customers", "bad_row", str(exc), row, key
                     )
                 continue
             key_hash = _hash64(record["email_key"])
@@ -542,6 +587,16 @@ class CustomerScan:
             record["deleted_at"] = None
             changed.append(record)
         return changed
+
+
+def _readable_key(row: Any) -> str | None:
+    """The `email_key` of a list row that failed its checks, if it has one."""
+    if not isinstance(row, dict):
+        return None
+    try:
+        return email_key(required_email("customer_email", row.get("customer_email")))
+    except BadRecord:
+        return None
 
 
 def _parse(value: Any) -> datetime | None:

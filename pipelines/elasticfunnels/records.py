@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -16,6 +17,11 @@ from typing import Any
 from pipelines.elasticfunnels import settings
 
 CENT = Decimal("0.01")
+# What the warehouse columns hold: money is DECIMAL(14, 2), counts BIGINT. A
+# value past them passes every other check, then fails the load, and the
+# package holding it would block every later run.
+MAX_MONEY = Decimal(10) ** (settings.MONEY["precision"] - settings.MONEY["scale"])
+MAX_INT = 2**63 - 1
 
 
 class BadRecord(ValueError):
@@ -48,7 +54,12 @@ def to_money(name: str, value: Any) -> Decimal | None:
         raise BadRecord(f"`{name}` is not an amount: {excerpt(value)!r}")
     if not amount.is_finite():
         raise BadRecord(f"`{name}` is not a finite amount: {value!r}")
-    return amount.quantize(CENT)
+    # Rounding a huge amount raises, and rounding may carry it past the limit.
+    if abs(amount) < MAX_MONEY:
+        amount = amount.quantize(CENT)
+    if abs(amount) >= MAX_MONEY:
+        raise BadRecord(f"`{name}` is too large an amount: {excerpt(value)!r}")
+    return amount
 
 
 def to_int(name: str, value: Any) -> int | None:
@@ -56,15 +67,19 @@ def to_int(name: str, value: Any) -> int | None:
         return None
     if isinstance(value, bool):
         raise BadRecord(f"`{name}` is a boolean, not a count: {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BadRecord(f"`{name}` is not a whole number: {value!r}")
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, float):
-        return round(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    raise BadRecord(f"`{name}` is not a whole number: {excerpt(value)!r}")
+        number = value
+    elif isinstance(value, float):
+        number = round(value)
+    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        number = int(value)
+    else:
+        raise BadRecord(f"`{name}` is not a whole number: {excerpt(value)!r}")
+    if abs(number) > MAX_INT:
+        raise BadRecord(f"`{name}` is too large a number: {excerpt(value)!r}")
+    return number
 
 
 def to_timestamp(name: str, value: Any) -> datetime | None:
@@ -107,6 +122,11 @@ def to_text(name: str, value: Any) -> str | None:
             f"`{name}` is {len(value):,} characters long, over the "
             f"{settings.MAX_FIELD_CHARS:,} efw accepts"
         )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        # JSON may escape half of a surrogate pair; no file can hold it.
+        raise BadRecord(f"`{name}` is not valid Unicode text") from None
     return value
 
 
