@@ -17,7 +17,9 @@ orders as (
 
 cohort_members as (
 
-    select email_key, cohort_month
+    -- as_of_date is the date of the latest order, a deleted customer's one
+    -- included, and the same on every row
+    select email_key, cohort_month, as_of_date
     from customer_ltv
     where not is_lead and not is_deleted
 
@@ -33,10 +35,8 @@ cohorts as (
 
 data_end as (
 
-    -- deleted customers' orders still happened: they mark where data ends
-    select max(order_month) as last_month
-    from orders
-    where is_counted
+    select cast(date_trunc('month', max(as_of_date)) as date) as last_month
+    from cohort_members
 
 ),
 

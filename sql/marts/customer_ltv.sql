@@ -22,15 +22,6 @@ counted_orders as (
 
 ),
 
-data_end as (
-
-    -- the warehouse's "today" is its latest order, so a figure never moves
-    -- between two runs on the same data
-    select max(order_date) as as_of_date
-    from counted_orders
-
-),
-
 order_totals as (
 
     select
@@ -52,6 +43,15 @@ order_totals as (
     from counted_orders
 
     group by email_key
+
+),
+
+data_end as (
+
+    -- the warehouse's "today" is its latest order, so a figure never moves
+    -- between two runs on the same data
+    select max(last_order_date) as as_of_date
+    from order_totals
 
 ),
 

@@ -17,18 +17,11 @@ orders as (
 
 live_customers as (
 
-    select email_key, cohort_month
+    -- as_of_date is the date of the latest order, a deleted customer's one
+    -- included, and the same on every row
+    select email_key, cohort_month, as_of_date
     from customer_ltv
     where not is_deleted
-
-),
-
-data_end as (
-
-    -- deleted customers' orders still happened: they mark where data ends
-    select max(order_month) as last_month
-    from orders
-    where is_counted
 
 ),
 
@@ -54,9 +47,10 @@ live_orders as (
 
 month_spine as (
 
+    -- from the first live customer's first order to where the data ends
     select cast(unnest(generate_series(
-        (select min(order_month) from live_orders),
-        (select last_month from data_end),
+        (select min(cohort_month) from live_customers),
+        (select date_trunc('month', max(as_of_date)) from live_customers),
         interval 1 month
     )) as date) as revenue_month
 

@@ -26,23 +26,36 @@ buyers as (
 
 ),
 
+numbered as (
+
+    -- ties are split by email_key so a rerun scores the same; numbering
+    -- the emails once makes the three sorts below sort integers instead
+    select
+
+        *,
+        row_number() over (order by email_key) as email_order
+
+    from buyers
+
+),
+
 scored as (
 
-    -- 5 is best; ties are split by email_key so a rerun scores the same
+    -- 5 is best
     select
 
         *,
 
-        ntile(5) over (order by recency_days desc, email_key)
+        ntile(5) over (order by recency_days desc, email_order)
             as recency_score,
 
-        ntile(5) over (order by count_orders, email_key)
+        ntile(5) over (order by count_orders, email_order)
             as frequency_score,
 
-        ntile(5) over (order by net_revenue, email_key)
+        ntile(5) over (order by net_revenue, email_order)
             as monetary_score
 
-    from buyers
+    from numbered
 
 ),
 
@@ -93,6 +106,32 @@ segmented as (
 
     from combined
 
+),
+
+final as (
+
+    select
+
+        -- who, and as of when
+        email_key,
+        as_of_date,
+
+        -- the figures
+        last_order_date,
+        recency_days,
+        count_orders,
+        net_revenue,
+
+        -- the scores and what they make
+        recency_score,
+        frequency_score,
+        monetary_score,
+        fm_score,
+        rfm_cell,
+        segment
+
+    from segmented
+
 )
 
-select * from segmented
+select * from final
