@@ -250,7 +250,13 @@ def run_sync(
             resumed_packages=resumed,
         )
         if build:
-            build_and_publish(pipeline, paths, result)
+            try:
+                build_and_publish(pipeline, paths, result)
+            except Exception as exc:
+                lock = _lock_error(exc, loaded=True)
+                if lock is not None:
+                    raise lock from None
+                raise
         result.seconds = time.monotonic() - started
         return result
 
@@ -331,17 +337,24 @@ def _call(hooks: dict[str, Any], name: str) -> None:
 LOCK_PATTERN = re.compile(r"Could not set lock on file|Conflicting lock is held", re.I)
 
 
-def _lock_error(exc: BaseException) -> WarehouseLocked | None:
+def _lock_error(exc: BaseException, loaded: bool = False) -> WarehouseLocked | None:
+    """The lock error behind `exc`, if any; `loaded` when the data is in."""
     for error in _chain(exc):
         if LOCK_PATTERN.search(str(error)):
             holder = re.search(r"\(PID (\d+)\)", str(error))
             who = f" (process {holder.group(1)})" if holder else ""
+            outcome = (
+                "this run's data is loaded, but the models were not rebuilt "
+                "and the published copy is the previous one."
+                if loaded
+                else "anything this run extracted is kept and loads first "
+                "next time."
+            )
             return WarehouseLocked(
                 "The warehouse file is locked by another process"
                 f"{who}: DuckDB allows one writer and no other reader while it "
                 "writes. Close the program holding it (point BI tools at the "
-                "published copy instead) and rerun `efw sync`; anything this "
-                "run extracted is kept and loads first next time."
+                f"published copy instead) and rerun `efw sync`; {outcome}"
             )
     return None
 

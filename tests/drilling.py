@@ -224,6 +224,9 @@ def newest_loaded_order(warehouse: Path) -> datetime | None:
 
 
 def load_ids(warehouse: Path) -> list[str]:
+    """The loads the warehouse completed; none when it does not exist."""
+    if not Path(warehouse).exists():
+        return []
     with connect(warehouse) as con:
         try:
             rows = con.execute(
