@@ -30,6 +30,7 @@ from pipelines.elasticfunnels import settings as source_settings
 from pipelines.elasticfunnels.exceptions import (
     ConfigurationError,
     EfwError,
+    PendingLoadFailed,
     WarehouseLocked,
 )
 
@@ -282,8 +283,25 @@ def _finish_pending(pipeline: dlt.Pipeline) -> int:
     if not pipeline.has_pending_data:
         return 0
     logger.info("loading what an earlier run left behind")
-    pipeline.normalize()
-    info = pipeline.load()
+    try:
+        pipeline.normalize()
+        info = pipeline.load()
+    except PipelineStepFailed as exc:
+        if _lock_error(exc) is not None:
+            raise
+        # Left as it is, the package fails every later run the same way.
+        job_id = getattr(exc.exception, "job_id", None) or ""
+        table = f" of table `{job_id.split('.')[0]}`" if job_id else ""
+        raise PendingLoadFailed(
+            f"Data an earlier run extracted (load {exc.load_id}) cannot be "
+            f"loaded: a {exc.step} job{table} failed; `dlt pipeline "
+            f"--pipelines-dir {pipeline.pipelines_dir} {pipeline.pipeline_name} "
+            "failed-jobs` shows why. Every sync loads it first, so none can run "
+            "until it is dealt with. Fix the cause and rerun `efw sync`, or "
+            "drop it with `dlt pipeline --pipelines-dir "
+            f"{pipeline.pipelines_dir} {pipeline.pipeline_name} abort-packages`; "
+            "the next `efw sync` then fetches again whatever of it did not load."
+        ) from None
     _drop_repeated_rows(pipeline)
     return len(info.loads_ids)
 

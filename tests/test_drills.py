@@ -12,11 +12,16 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import duckdb
 import httpx
 import pytest
 
 from pipelines.commands import EXIT_API, EXIT_CONFIG, EXIT_LOCKED, guarded
-from pipelines.elasticfunnels.exceptions import ApiError, WarehouseLocked
+from pipelines.elasticfunnels.exceptions import (
+    ApiError,
+    PendingLoadFailed,
+    WarehouseLocked,
+)
 from pipelines.elasticfunnels.records import email_key
 from pipelines.emulator import DEFAULT_BRAND, DEFAULT_KEY, Emulator, Faults
 from pipelines.sync import make_pipeline, resolve_paths, run_sync
@@ -447,6 +452,51 @@ def test_values_the_warehouse_cannot_hold_are_quarantined(name, em, base, tmp_pa
     assert later.resumed_packages == 0 and later.run.quarantined == 0
 
 
+def test_a_package_that_cannot_load_says_how_to_get_out(em, base, clean, tmp_path):
+    """Whatever slips past the checks and fails the load leaves its package
+    pending, and every run loads pending packages first. Such a run fails
+    before any request, with a message naming the table and the command that
+    drops the package; after it, the next sync ends where an undisturbed
+    run does."""
+    warehouse = from_base(base, tmp_path)
+
+    def stop():
+        raise RuntimeError("stopped after normalize")
+
+    with pytest.raises(RuntimeError):
+        sync(em, warehouse, now=T1, hooks={"after_normalize": stop})
+    # A column of a type the package's rows do not fit, as a hand edit or
+    # another tool could leave it.
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("alter table elasticfunnels.quick_access drop all_customers")
+        con.execute("alter table elasticfunnels.quick_access add all_customers date")
+
+    for _again in range(2):
+        em.reset_counts()
+        code, _ = guarded(lambda: sync(em, warehouse, now=T1))
+        assert code == 1 and sum(em.counts.values()) == 0
+    paths = resolve_paths(warehouse)
+    with pytest.raises(PendingLoadFailed) as stuck:
+        sync(em, warehouse, now=T1)
+    message = str(stuck.value)
+    assert "a load job of table `quick_access` failed" in message
+    command = f"dlt pipeline --pipelines-dir {paths.pipelines_dir} efw abort-packages"
+    assert command in message
+
+    subprocess.run(
+        [str(Path(sys.executable).with_name("dlt")), *command.split()[1:]],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("alter table elasticfunnels.quick_access drop all_customers")
+        con.execute("alter table elasticfunnels.quick_access add all_customers bigint")
+    sync(em, warehouse, now=T1)
+    assert_same(snapshot(warehouse), clean[0])
+    assert stored_state(warehouse) == clean[1]
+
+
 # -- 9. a locked warehouse --------------------------------------------------------
 
 
@@ -474,22 +524,31 @@ class Holder:
         self.process.wait(timeout=30)
 
 
+@pytest.mark.parametrize("when", ["before the run", "before change detection"])
 def test_a_locked_warehouse_stops_the_run_before_any_request(
-    em, base, clean, tmp_path, capsys
+    when, em, base, clean, tmp_path, capsys
 ):
-    """The lock bites at the first touch of the warehouse, before extract:
-    exit code 4, a message naming the lock and its holder, no request made,
-    nothing changed; the next run succeeds."""
+    """The lock bites at the first touch of the warehouse: loading what an
+    earlier run left, or reading the loaded customers to see what changed,
+    both before any request. Exit code 4, a message naming the lock and its
+    holder, nothing changed; the next run succeeds."""
     warehouse = from_base(base, tmp_path)
     before = stored_state(warehouse)
-    holder = Holder(warehouse)
+    holders = []
+    hooks = {}
+    if when == "before the run":
+        holders.append(Holder(warehouse))
+    else:
+        hooks["after_pending"] = lambda: holders.append(Holder(warehouse))
     try:
-        code, _ = guarded(lambda: sync(em, warehouse, now=T1))
+        code, _ = guarded(lambda: sync(em, warehouse, now=T1, hooks=hooks))
     finally:
-        holder.release()
+        for holder in holders:
+            holder.release()
 
     message = capsys.readouterr().err
     assert code == EXIT_LOCKED == 4
+    [holder] = holders
     assert f"locked by another process (process {holder.process.pid})" in message
     assert "published copy" in message
     assert sum(em.counts.values()) == 0

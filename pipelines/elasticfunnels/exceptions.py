@@ -43,3 +43,8 @@ class WarehouseLocked(EfwError):
     """Another process holds the warehouse (another sync, or a reader)."""
 
     exit_code = 4
+
+
+class PendingLoadFailed(EfwError):
+    """What an earlier run extracted cannot be loaded, and every run loads it
+    first: the message says how to drop it."""
