@@ -13,9 +13,9 @@ Two scans feed `customers`:
   past the cursor it stores, so the next run finds them.
 - reconcile (`full`): sorted by email, which no purchase changes, it reads the
   whole list, checks that it saw as many customers as the API counted when
-  it started, and marks the stored customers it did not see as deleted. It is also the only
-  scan that reaches leads (their null dates sort last) and refunds or
-  chargebacks on old orders (they do not move `last_order_date`).
+  it started, and marks the stored customers it did not see as deleted. It
+  is also the only scan that reaches leads (their null dates sort last) and
+  refunds or chargebacks on old orders (they do not move `last_order_date`).
 """
 
 from __future__ import annotations
