@@ -190,12 +190,17 @@ class _Database:
 
 
 def default_warehouse() -> Path:
-    """Where the warehouse is unless told: `$EFW_WAREHOUSE`, else a default."""
-    return Path(os.environ.get("EFW_WAREHOUSE") or "warehouse/efw.duckdb")
+    """The warehouse `efw sync` writes: `[efw] warehouse` (EFW__WAREHOUSE)."""
+    from pipelines.sync import resolve_paths
+
+    return resolve_paths().warehouse
 
 
 def default_business_timezone() -> str:
-    return os.environ.get("EFW_BUSINESS_TIMEZONE") or "UTC"
+    """`[efw] business_timezone` (EFW__BUSINESS_TIMEZONE), else UTC."""
+    import dlt
+
+    return dlt.config.get("efw.business_timezone") or "UTC"
 
 
 def published_path(warehouse: Path) -> Path:
@@ -623,13 +628,13 @@ def add_parsers(subparsers) -> None:
     models.add_argument(
         "--warehouse",
         type=Path,
-        help="the DuckDB file (default: $EFW_WAREHOUSE or warehouse/efw.duckdb)",
+        help="the DuckDB file (default: [efw] warehouse, EFW__WAREHOUSE)",
     )
     models.add_argument(
         "--timezone",
         help=(
             "business time zone that dates and months are read in "
-            "(default: $EFW_BUSINESS_TIMEZONE or UTC)"
+            "(default: [efw] business_timezone, EFW__BUSINESS_TIMEZONE)"
         ),
     )
     models.set_defaults(handler=_models_command)
@@ -649,7 +654,7 @@ def add_parsers(subparsers) -> None:
     export.add_argument(
         "--warehouse",
         type=Path,
-        help="the DuckDB file (default: $EFW_WAREHOUSE or warehouse/efw.duckdb)",
+        help="the DuckDB file (default: [efw] warehouse, EFW__WAREHOUSE)",
     )
     export.set_defaults(handler=_export_command)
 

@@ -177,7 +177,7 @@ class WarehouseCustomers:
                 f"where email_key in ({', '.join(['%s'] * len(chunk))})"
             )
             for values in self._client.execute_sql(sql, *chunk) or []:
-                found.append(dict(zip(CUSTOMER_COLUMNS, values)))
+                found.append(dict(zip(CUSTOMER_COLUMNS, values, strict=True)))
         return found
 
 
@@ -266,7 +266,7 @@ def build_and_publish(pipeline: dlt.Pipeline, paths: Paths, result: SyncResult) 
     """Rebuilds the SQL models and publishes a read-only copy of the warehouse."""
     from pipelines import models
 
-    timezone_name = dlt.config.get("efw.business_timezone") or "UTC"
+    timezone_name = models.default_business_timezone()
     with pipeline.sql_client() as client:
         connection = client.native_connection
         result.models = models.build_models(connection, business_timezone=timezone_name)

@@ -1018,8 +1018,10 @@ def test_cli_bad_time_zone_exits_2(warehouse, capsys):
     assert "Nope" in capsys.readouterr().err
 
 
-def test_default_warehouse_reads_the_environment(monkeypatch):
-    monkeypatch.delenv("EFW_WAREHOUSE", raising=False)
-    assert models.default_warehouse() == Path("warehouse/efw.duckdb")
-    monkeypatch.setenv("EFW_WAREHOUSE", "/srv/w.duckdb")
-    assert models.default_warehouse() == Path("/srv/w.duckdb")
+def test_default_warehouse_and_timezone_come_from_the_efw_settings(
+    monkeypatch, tmp_path
+):
+    monkeypatch.setenv("EFW__WAREHOUSE", str(tmp_path / "brand.duckdb"))
+    monkeypatch.setenv("EFW__BUSINESS_TIMEZONE", "Asia/Tokyo")
+    assert models.default_warehouse() == tmp_path / "brand.duckdb"
+    assert models.default_business_timezone() == "Asia/Tokyo"
