@@ -162,7 +162,7 @@ def hide_once(email: str, passes: int):
     return rewrite, hidden
 
 
-def test_a_row_missed_by_a_scan_is_scanned_again_or_the_run_fails(fresh, tmp_path):
+def test_a_missed_row_means_a_rescan_or_a_failure(fresh, tmp_path):
     """The reconcile counts the distinct customers it read against the total
     the list reported: one short, it reads the list again; still short after
     three reads, it fails, loads nothing and leaves the cursor where it was.
@@ -201,7 +201,7 @@ def test_a_row_missed_by_a_scan_is_scanned_again_or_the_run_fails(fresh, tmp_pat
 # -- 7. deleted at the source -------------------------------------------------
 
 
-def test_deleted_customers_are_flagged_and_left_out_of_the_marts(fresh, tmp_path):
+def test_deleted_customers_are_flagged_and_left_out(fresh, tmp_path):
     """Customers the reconcile no longer finds get `deleted_at`; the models
     keep them in `customer_ltv` flagged `is_deleted` and leave them out of
     cohorts, retention, RFM, monthly revenue and `ltv_check`."""

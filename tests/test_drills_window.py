@@ -113,9 +113,7 @@ def test_email_domain_searches_reach_past_both_ends(small, tmp_path):
     assert max(queries.values()) <= 3
 
 
-def test_a_list_no_ordering_covers_fails_loudly_and_loads_nothing(
-    big, loaded, tmp_path, capsys
-):
+def test_a_list_past_every_ordering_fails_loudly(big, loaded, tmp_path, capsys):
     """With a window of 100, no ordering or search reaches every buyer: the
     reconcile fails with exit code 3 and a message naming the limit and the
     setting, loads nothing, and leaves the cursor and the warehouse as they
