@@ -11,7 +11,6 @@ has taken out (a deleted customer, say), and keys months by their first day.
 from __future__ import annotations
 
 import gzip
-import os
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,13 +18,10 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-
-# Where a checkout may keep the file; `$CDNOW_MASTER` names it anywhere else.
-CANDIDATES = (
-    "pipelines/emulator/data/cdnow_master.txt",
-    "pipelines/emulator/data/cdnow_master.txt.gz",
-    "tests/data/cdnow_master.txt",
+# The copy the emulator ships and serves, so both sides read the same bytes.
+SHIPPED = (
+    Path(__file__).resolve().parent.parent
+    / "pipelines/emulator/data/cdnow_master.txt.gz"
 )
 
 # The 23,570 customers first bought in 1997's first quarter; the data stops at
@@ -42,16 +38,10 @@ class Purchase:
     dollar_value: Decimal
 
 
-def find_cdnow_master() -> Path | None:
-    """The CDNOW master file, if this checkout or `$CDNOW_MASTER` has one."""
-    named = os.environ.get("CDNOW_MASTER")
-    if named:
-        return Path(named)
-    for candidate in CANDIDATES:
-        path = REPO / candidate
-        if path.is_file():
-            return path
-    return None
+def find_cdnow_master() -> Path:
+    """The CDNOW master file the project ships."""
+    assert SHIPPED.is_file(), f"the shipped CDNOW data is missing: {SHIPPED}"
+    return SHIPPED
 
 
 def read_cdnow(path: Path) -> list[Purchase]:
