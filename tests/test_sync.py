@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from urllib.parse import quote
 
 import pytest
@@ -18,7 +21,7 @@ from pipelines.emulator import Emulator
 from pipelines.sync import resolve_paths, sync_lock
 from tests.syncing import api_rows, money, query, sync
 
-MID_1997 = datetime(1997, 6, 1, tzinfo=timezone.utc)
+MID_1997 = datetime(1997, 6, 1, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -234,3 +237,34 @@ def test_working_folder_sits_beside_the_warehouse(tmp_path):
     assert paths.pipelines_dir == tmp_path / ".brand.dlt"
     with pytest.raises(ConfigurationError, match=".duckdb"):
         resolve_paths(tmp_path / "brand.db")
+
+
+def test_a_reader_of_the_published_copy_never_blocks_a_sync(fresh, tmp_path):
+    warehouse = tmp_path / "w.duckdb"
+    first = sync(fresh, warehouse, build=True)
+    assert first.published is not None
+    reader = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys\n"
+            f"con = duckdb.connect({str(first.published)!r}, read_only=True)\n"
+            "print(con.execute('select sum(gross_revenue) from marts.customer_ltv')"
+            ".fetchone()[0], flush=True)\n"
+            "sys.stdin.read()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        held = Decimal(reader.stdout.readline())
+        fresh.advance(timedelta(days=30).total_seconds())
+        second = sync(fresh, warehouse, build=True)
+        assert second.run.changed > 0
+        assert reader.poll() is None, "the reader should still hold its copy"
+    finally:
+        reader.communicate("", timeout=30)
+    gross = "select sum(gross_revenue) from marts.customer_ltv"
+    [(published,)] = query(second.published, gross)
+    assert published == query(warehouse, gross)[0][0] > held
