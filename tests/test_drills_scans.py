@@ -69,10 +69,17 @@ def stale_buyers(emulator: Emulator, warehouse) -> list[str]:
 DRIFTS = {
     # Early January 1997: the subset's customers are still arriving, and
     # every newcomer pushes the rows after it down the email order.
-    "new customers during a reconcile": (datetime(1997, 1, 3, 3), HOUR),
+    "new customers during a reconcile": (datetime(1997, 1, 3, 3), HOUR, {}),
     # June 1997: hardly anyone new, but orders all month; the scan spans
     # weeks of them, rows read late show orders that rows read early do not.
-    "orders during a reconcile": (datetime(1997, 6, 3, 3), 4 * HOUR),
+    "orders during a reconcile": (datetime(1997, 6, 3, 3), 4 * HOUR, {}),
+    # A window of 200 splits the scan by type, then by email domain: leads
+    # who buy move from one type to the other while it pages.
+    "both during a split reconcile": (
+        datetime(1997, 1, 3, 3),
+        3 * HOUR,
+        {"max_result_window": 200},
+    ),
 }
 
 
@@ -84,7 +91,7 @@ def test_page_drift_during_a_reconcile(name, fresh, tmp_path):
     newest order listed at its start, so the next incremental run reads
     every order placed during the scan. A full reconcile afterwards equals
     a fresh full sync."""
-    start, drift = DRIFTS[name]
+    start, drift, settings = DRIFTS[name]
     start = start.replace(tzinfo=timezone.utc)
     fresh.set_clock(start)
     at_start = listed_now(fresh)
@@ -92,7 +99,7 @@ def test_page_drift_during_a_reconcile(name, fresh, tmp_path):
     fresh.faults = Faults(page_drift_seconds=drift)
     warehouse = tmp_path / "w.duckdb"
 
-    result = sync(fresh, warehouse, per_page=10, now=start)
+    result = sync(fresh, warehouse, per_page=10, now=start, **settings)
 
     run, at_end = result.run, listed_now(fresh)
     fresh.faults = Faults()

@@ -421,13 +421,15 @@ class CustomerScan:
         total = _total(first)
         self.run.expected = total
         if not self.window or total <= self.window:
-            return (
-                yield from self._scan(Partition(None, "customer_email", "asc"), first)
-            )
-        for type_ in ("customer", "abandon"):
-            yield from self._scan_type(type_)
-        # Against the count before either type was read: a lead who buys
-        # between the two scans leaves one type for the other unseen.
+            yield from self._scan(Partition(None, "customer_email", "asc"), first)
+        else:
+            for type_ in ("customer", "abandon"):
+                yield from self._scan_type(type_)
+        # Against the count when the scan started. A customer who arrived
+        # since was not there to be missed (a row inserted behind the scan
+        # only pushes the next ones down: one is read twice). One who left
+        # pulls the next row up past the scan, and a lead who buys between
+        # the two type scans is in neither: the count catches both.
         return total
 
     def _scan_type(self, type_: str) -> Iterator[Any]:
@@ -471,26 +473,26 @@ class CustomerScan:
     def _scan(
         self, order: Partition, first: dict[str, Any] | None = None
     ) -> Iterator[Any]:
-        """Pages one ordering to its end or to the window; returns the total
-        its first page reported.
+        """Pages one ordering to its end or to the window; returns how many
+        customers it listed from start to end at most: the smaller of the
+        totals its first and last pages reported.
 
-        Customers who appear during the scan raise later totals, but a row
-        inserted behind the scan only pushes the next rows down (one is read
-        twice), so nobody listed at the start is missed for it. Counting
-        against the first total lets a scan of a busy list finish; the
-        newcomers are read by the next sync.
+        Customers arriving or leaving while it pages (new conversions, leads
+        who buy) change the total; counting them would send a type scan on
+        to every other ordering and fail it for customers who were not there.
         """
         body = first or self.client.list_page(1, self.per_page, **order.params())
-        total = _total(body)
+        first_total = _total(body)
         page = 1
         while True:
             yield from self._take(body)
             if not body["data"] or page >= _last_page(body):
-                return total
+                break
             page += 1
             if self._past_window(page):
-                return total
+                break
             body = self.client.list_page(page, self.per_page, **order.params())
+        return min(first_total, _total(body))
 
     def _mark_deleted(self) -> Iterator[Any]:
         if self.unnamed:
