@@ -77,9 +77,6 @@ def setup_logging(verbose: bool = False) -> None:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
             stream=sys.stderr,
         )
-    # httpx logs every URL at INFO, emails in details paths included.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 
 def sync_command(args: argparse.Namespace, **overrides: Any) -> int:

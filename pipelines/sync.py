@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +209,7 @@ def run_sync(
     access_key, lookback_days, ...); `transport` serves tests in-process;
     `now` pins the run's clock (tests that replay 1997 night by night)."""
     hooks = hooks or {}
+    _quiet_http_logs()
     paths = resolve_paths(warehouse)
     started = time.monotonic()
     with sync_lock(paths):
@@ -216,7 +217,7 @@ def run_sync(
         try:
             resumed = _finish_pending(pipeline)
             _call(hooks, "after_pending")
-            run = SyncRun(started_at=now or datetime.now(timezone.utc))
+            run = SyncRun(started_at=now or datetime.now(UTC))
             run.on_progress = on_progress
             known = _known_customers(pipeline)
             try:
@@ -260,6 +261,17 @@ def run_sync(
                 raise
         result.seconds = time.monotonic() - started
         return result
+
+
+def _quiet_http_logs() -> None:
+    """httpx logs every request URL at INFO, and details URLs hold emails.
+
+    Raised to WARNING unless the caller set a level on purpose.
+    """
+    for name in ("httpx", "httpcore"):
+        http_logger = logging.getLogger(name)
+        if http_logger.level == logging.NOTSET:
+            http_logger.setLevel(logging.WARNING)
 
 
 def build_and_publish(pipeline: dlt.Pipeline, paths: Paths, result: SyncResult) -> None:
@@ -365,8 +377,7 @@ def _lock_error(exc: BaseException, loaded: bool = False) -> WarehouseLocked | N
                 "this run's data is loaded, but the models were not rebuilt "
                 "and the published copy is the previous one."
                 if loaded
-                else "anything this run extracted is kept and loads first "
-                "next time."
+                else "anything this run extracted is kept and loads first next time."
             )
             return WarehouseLocked(
                 "The warehouse file is locked by another process"
