@@ -675,12 +675,16 @@ def _print_failures(failures: list[TestFailure]) -> None:
 def _models_command(args) -> int:
     import duckdb
 
+    from pipelines.sync import memory_limit
+
     warehouse = args.warehouse or default_warehouse()
     try:
         timezone = check_timezone(args.timezone or default_business_timezone())
         if not warehouse.is_file():
             raise ModelConfigError(_missing_warehouse(warehouse))
-        con = duckdb.connect(str(warehouse))
+        con = duckdb.connect(
+            str(warehouse), config={"memory_limit": memory_limit()}
+        )
     except ModelConfigError as exc:
         _error("models", exc)
         return 2

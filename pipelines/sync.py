@@ -23,6 +23,7 @@ from typing import Any
 import dlt
 import httpx
 from dlt.common.pipeline import LoadInfo
+from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from pipelines.elasticfunnels import Known, NothingKnown, SyncRun, elasticfunnels
@@ -44,6 +45,11 @@ DEFAULT_WAREHOUSE = "warehouse/efw.duckdb"
 # load through DuckDB's reader in seconds, and other destinations take them too.
 LOADER_FILE_FORMAT = "jsonl"
 CUSTOMER_COLUMNS = [name for name in source_settings.CUSTOMER_COLUMNS]
+# DuckDB takes up to 80% of the machine's memory by default, and a first sync
+# of a large brand grows its load step with the rows (1.6 KiB a customer).
+# Capped, DuckDB spills to a folder beside the file instead, so a sync's peak
+# stays near the same figure whatever the brand's size.
+DEFAULT_MEMORY_LIMIT = "512MB"
 
 
 @dataclass
@@ -87,11 +93,21 @@ def resolve_paths(warehouse: str | os.PathLike[str] | None = None) -> Paths:
     return Paths(path, pipelines_dir)
 
 
+def memory_limit() -> str:
+    """`[efw] memory_limit` (EFW__MEMORY_LIMIT), in DuckDB's units: "512MB"."""
+    return str(dlt.config.get("efw.memory_limit") or DEFAULT_MEMORY_LIMIT)
+
+
 def make_pipeline(paths: Paths) -> dlt.Pipeline:
     paths.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    # The one DuckDB-specific part: the file and the memory cap. Another dlt
+    # destination would take its credentials here instead.
+    credentials = DuckDbCredentials(
+        str(paths.warehouse), global_config={"memory_limit": memory_limit()}
+    )
     return dlt.pipeline(
         pipeline_name=PIPELINE_NAME,
-        destination=dlt.destinations.duckdb(str(paths.warehouse)),
+        destination=dlt.destinations.duckdb(credentials),
         dataset_name=DATASET_NAME,
         pipelines_dir=str(paths.pipelines_dir),
         progress=None,

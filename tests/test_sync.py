@@ -18,7 +18,7 @@ from pipelines.elasticfunnels.exceptions import (
 )
 from pipelines.elasticfunnels.records import email_key
 from pipelines.emulator import Emulator
-from pipelines.sync import resolve_paths, sync_lock
+from pipelines.sync import make_pipeline, resolve_paths, sync_lock
 from tests.syncing import api_rows, money, query, sync
 
 MID_1997 = datetime(1997, 6, 1, tzinfo=UTC)
@@ -237,6 +237,21 @@ def test_working_folder_sits_beside_the_warehouse(tmp_path):
     assert paths.pipelines_dir == tmp_path / ".brand.dlt"
     with pytest.raises(ConfigurationError, match=".duckdb"):
         resolve_paths(tmp_path / "brand.db")
+
+
+def test_duckdb_memory_is_capped_by_the_setting(fresh, tmp_path, monkeypatch):
+    warehouse = tmp_path / "w.duckdb"
+    monkeypatch.setenv("EFW__MEMORY_LIMIT", "300MB")
+    pipeline = make_pipeline(resolve_paths(warehouse))
+    sync(fresh, warehouse)
+    with pipeline.sql_client() as client:
+        [(limit,)] = client.execute_sql("select current_setting('memory_limit')")
+    # DuckDB reports the cap in binary units: 300 MB is 286.1 MiB.
+    assert limit == "286.1 MiB"
+    monkeypatch.delenv("EFW__MEMORY_LIMIT")
+    with make_pipeline(resolve_paths(warehouse)).sql_client() as client:
+        [(limit,)] = client.execute_sql("select current_setting('memory_limit')")
+    assert limit == "488.2 MiB"
 
 
 def test_a_reader_of_the_published_copy_never_blocks_a_sync(fresh, tmp_path):
