@@ -640,6 +640,22 @@ def test_latency_and_jitter(api, small_emulator):
     assert 0.15 <= time.perf_counter() - started < 1.0
 
 
+def test_latency_includes_the_emulators_own_work(api, small_emulator, monkeypatch):
+    # A configured latency is the time to answer, as a client sees it: work
+    # that takes 150 ms under a 250 ms latency answers at 250, not 400.
+    small_emulator.faults.latency_ms = 250
+    handle = small_emulator.handle
+
+    def slow(request):
+        time.sleep(0.15)
+        return handle(request)
+
+    monkeypatch.setattr(small_emulator, "handle", slow)
+    started = time.perf_counter()
+    assert api.get(f"{CUSTOMERS}/quick-access").status_code == 200
+    assert 0.25 <= time.perf_counter() - started < 0.38
+
+
 @pytest.mark.parametrize("spec", ["2", "0", "date:5", "none"])
 def test_429_with_each_retry_after_form(api, small_emulator, spec):
     small_emulator.faults.rate_429 = 1.0

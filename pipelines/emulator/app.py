@@ -17,6 +17,7 @@ import logging
 import math
 import re
 import threading
+import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -97,9 +98,9 @@ class EmulatorRequest:
 class Reply:
     """The handler's answer, and what the door must do before sending it.
 
-    `action` is None (send it after `delay` seconds), "drop" (close the
-    connection without answering) or "stall" (send it only after
-    `stall_seconds`, unless the client gives up first).
+    `action` is None (send it `delay` seconds after the request arrived),
+    "drop" (close the connection without answering) or "stall" (send it only
+    after `stall_seconds`, unless the client gives up first).
     """
 
     status: int
@@ -108,6 +109,12 @@ class Reply:
     delay: float = 0.0
     action: str | None = None
     stall_seconds: float = 0.0
+
+    def wait_left(self, arrived: float) -> float:
+        """Seconds still to wait so the answer leaves `delay` after `arrived`
+        (a `time.monotonic()` reading): the latency a client sees is the
+        one configured, the emulator's own work included, not added to it."""
+        return max(0.0, self.delay - (time.monotonic() - arrived))
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ _FAULT_FLAGS: tuple[tuple[str, str, dict[str, Any]], ...] = (
 )
 
 _FAULT_HELP = {
-    "latency_ms": "sleep this long before each answer",
+    "latency_ms": "answer each request this long after it arrives",
     "jitter_ms": "plus a random extra of up to this long",
     "rate_429": "probability of a 429",
     "rps_budget": "answer 429 above this many requests a second",

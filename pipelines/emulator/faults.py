@@ -61,8 +61,9 @@ class Faults:
 
     Per request, in this order of precedence:
 
-    - `latency_ms` and `jitter_ms`: sleep `latency_ms` plus a uniform draw in
-      `[0, jitter_ms]` before answering.
+    - `latency_ms` and `jitter_ms`: answer `latency_ms` plus a uniform draw in
+      `[0, jitter_ms]` after the request arrives (or as soon as the answer is
+      ready, if working it out took longer).
     - `rate_drop`: probability of closing the connection without any response.
       Over HTTP the client sees `RemoteProtocolError` (or `ReadError`); through
       the in-process transport `httpx.RemoteProtocolError` is raised. A dropped

@@ -43,6 +43,7 @@ def build_app(emulator: Emulator) -> Starlette:
     """The Starlette app serving `emulator`; every path goes to its handler."""
 
     async def endpoint(request: Request) -> Response:
+        arrived = time.monotonic()
         scope = request.scope
         raw_path = scope.get("raw_path") or scope["path"].encode()
         emulated = EmulatorRequest(
@@ -60,8 +61,8 @@ def build_app(emulator: Emulator) -> Starlette:
         )
         reply = await run_in_threadpool(emulator.handle, emulated)
 
-        if reply.delay:
-            await anyio.sleep(reply.delay)
+        if wait := reply.wait_left(arrived):
+            await anyio.sleep(wait)
         if reply.action == "drop":
             return _Dropped(scope.get("extensions", {}).get(ABORT_EXTENSION))
         if reply.action == "stall" and await _client_left(

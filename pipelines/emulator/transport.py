@@ -32,9 +32,10 @@ class EmulatorTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Answer a request from a synchronous `httpx.Client`."""
+        arrived = time.monotonic()
         reply = self.emulator.handle(_emulated(request, request.read()))
-        if reply.delay:
-            time.sleep(reply.delay)
+        if wait := reply.wait_left(arrived):
+            time.sleep(wait)
         if reply.action == "drop":
             raise _dropped(request)
         if reply.action == "stall":
@@ -47,9 +48,10 @@ class EmulatorTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Answer a request from an `httpx.AsyncClient`."""
+        arrived = time.monotonic()
         reply = self.emulator.handle(_emulated(request, await request.aread()))
-        if reply.delay:
-            await anyio.sleep(reply.delay)
+        if wait := reply.wait_left(arrived):
+            await anyio.sleep(wait)
         if reply.action == "drop":
             raise _dropped(request)
         if reply.action == "stall":
