@@ -113,6 +113,36 @@ def test_email_domain_searches_reach_past_both_ends(small, tmp_path):
     assert max(queries.values()) <= 3
 
 
+def test_domain_searches_read_only_the_middle(small, tmp_path):
+    """With a window of 1,000 and 50 a page, both ends of the email order show
+    2,000 of the 2,400 buyers. Each domain's search starts near its first
+    customer not yet seen and stops near its last: fewer pages than reading
+    every domain whole, and still every customer."""
+    transport, queries = recording(small)
+    warehouse = tmp_path / "w.duckdb"
+
+    result = sync(
+        small,
+        warehouse,
+        now=small.as_of,
+        transport=transport,
+        max_result_window=1000,
+        per_page=50,
+    )
+
+    [(customers,)] = query(warehouse, "select count(*) from elasticfunnels.customers")
+    assert customers == result.run.listed == 3_000
+    buyers = Counter(
+        r["customer_email"].rpartition("@")[2].lower()
+        for r in api_rows(small, type="customer")
+    )
+    whole = sum(-(-count // 50) for count in buyers.values())
+    searched = sum(n for (t, s, d, q), n in queries.items() if q)
+    assert {q for (t, s, d, q) in queries if q} == {f"@{d}" for d in buyers}
+    assert searched <= 0.75 * whole
+    assert result.run.rescans == 0
+
+
 def test_a_list_past_every_ordering_fails_loudly(big, loaded, tmp_path, capsys):
     """With a window of 100, no ordering or search reaches every buyer: the
     reconcile fails with exit code 3 and a message naming the limit and the

@@ -435,19 +435,38 @@ class CustomerScan:
     def _scan_type(self, type_: str) -> Iterator[Any]:
         """Reads every customer of one type, when there are more than the
         window shows: both ends of the email order first (2 x the window),
-        then one query per email domain seen (`q=@domain`), largest first,
-        then both ends of other orderings; fails if customers stay unseen."""
+        then the middle of each email domain seen (`q=@domain`), largest
+        first; then whole domains and both ends of other orderings; fails if
+        customers stay unseen."""
         before = self.distinct
         self.domains.clear()
         total = 0
+        # Per domain, how many of its customers each end of the order showed.
+        ends: dict[str, Counter[str]] = {}
 
         def reached() -> int:
             return self.distinct - before
 
         for direction in ("asc", "desc"):
+            seen_before = Counter(self.domains)
             total = yield from self._scan(Partition(type_, "customer_email", direction))
+            ends[direction] = self.domains - seen_before
             if reached() >= total:
                 return total
+        # A domain's emails in email order are a run of the whole order: the
+        # first `low` were on the front pages, the last `high` on the back
+        # ones, so only the pages between hold customers not yet seen.
+        for domain, _ in self.domains.most_common():
+            low, high = ends["asc"][domain], ends["desc"][domain]
+            for direction, skip, keep in (("asc", low, high), ("desc", high, low)):
+                part = Partition(type_, "customer_email", direction, f"@{domain}")
+                part_total = yield from self._scan(part, skip=skip, keep=keep)
+                if reached() >= total or part_total <= self.window:
+                    break
+            if reached() >= total:
+                return total
+        # Customers who arrived or left between the scans shift those pages:
+        # read whole domains, then other orderings.
         for domain, _ in self.domains.most_common():
             for direction in ("asc", "desc"):
                 part = Partition(type_, "customer_email", direction, f"@{domain}")
@@ -471,22 +490,35 @@ class CustomerScan:
         )
 
     def _scan(
-        self, order: Partition, first: dict[str, Any] | None = None
+        self,
+        order: Partition,
+        first: dict[str, Any] | None = None,
+        *,
+        skip: int = 0,
+        keep: int = 0,
     ) -> Iterator[Any]:
         """Pages one ordering to its end or to the window; returns how many
         customers it listed from start to end at most: the smaller of the
         totals its first and last pages reported.
 
+        `skip` and `keep` leave out rows already seen: about `skip` at the
+        start and `keep` at the end. A page more is read on each side, so
+        a few customers arriving or leaving meanwhile are still covered.
+
         Customers arriving or leaving while it pages (new conversions, leads
         who buy) change the total; counting them would send a type scan on
         to every other ordering and fail it for customers who were not there.
         """
-        body = first or self.client.list_page(1, self.per_page, **order.params())
+        page = max(1, skip // self.per_page)
+        body = first or self.client.list_page(page, self.per_page, **order.params())
         first_total = _total(body)
-        page = 1
+        # The list may grow while it is paged: its last page is the latest one.
+        stop = math.ceil((first_total - keep) / self.per_page) + 1 if keep else None
         while True:
             yield from self._take(body)
             if not body["data"] or page >= _last_page(body):
+                break
+            if stop is not None and page >= stop:
                 break
             page += 1
             if self._past_window(page):
