@@ -455,26 +455,20 @@ class CustomerScan:
                 return total
         # A domain's emails in email order are a run of the whole order: the
         # first `low` were on the front pages, the last `high` on the back
-        # ones, so only the pages between hold customers not yet seen.
-        for domain, _ in self.domains.most_common():
-            low, high = ends["asc"][domain], ends["desc"][domain]
-            for direction, skip, keep in (("asc", low, high), ("desc", high, low)):
-                part = Partition(type_, "customer_email", direction, f"@{domain}")
-                part_total = yield from self._scan(part, skip=skip, keep=keep)
-                if reached() >= total or part_total <= self.window:
-                    break
-            if reached() >= total:
-                return total
-        # Customers who arrived or left between the scans shift those pages:
-        # read whole domains, then other orderings.
-        for domain, _ in self.domains.most_common():
-            for direction in ("asc", "desc"):
-                part = Partition(type_, "customer_email", direction, f"@{domain}")
-                part_total = yield from self._scan(part)
-                if reached() >= total or part_total <= self.window:
-                    break
-            if reached() >= total:
-                return total
+        # ones, so only the pages between hold customers not yet seen. If
+        # customers arrived or left meanwhile and shifted them, read whole
+        # domains, then other orderings.
+        for targeted in (True, False):
+            for domain, _ in self.domains.most_common():
+                low = ends["asc"][domain] if targeted else 0
+                high = ends["desc"][domain] if targeted else 0
+                for direction, skip, keep in (("asc", low, high), ("desc", high, low)):
+                    part = Partition(type_, "customer_email", direction, f"@{domain}")
+                    part_total = yield from self._scan(part, skip=skip, keep=keep)
+                    if reached() >= total or part_total <= self.window:
+                        break
+                if reached() >= total:
+                    return total
         for column in ("customer_phone", "customer_name", "last_order_date"):
             for direction in ("asc", "desc"):
                 yield from self._scan(Partition(type_, column, direction))
