@@ -621,7 +621,7 @@ def note(run: Run) -> str:
 
 
 def verdicts(runs: list[Run]) -> list[str]:
-    """Issue 6's targets, each with what was measured."""
+    """The comparison's targets, each with what was measured."""
     found = []
 
     def one(dataset: str, ms: float, client: str, phase: str) -> Run | None:

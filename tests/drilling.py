@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
@@ -277,20 +278,27 @@ class Routed(httpx.BaseTransport):
 
 
 class Watched(httpx.BaseTransport):
-    """Hands each request and its answer to `watch` after the emulator served
-    it; `rewrite` may replace a list page's body before the client reads it."""
+    """Hands each request to `arrive` before the emulator serves it, and each
+    request and its answer to `watch` after; `rewrite` may replace a list
+    page's body before the client reads it."""
 
     def __init__(
         self,
         inner: httpx.BaseTransport,
         watch: Callable[[httpx.Request, httpx.Response], None] | None = None,
         rewrite: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        arrive: Callable[[httpx.Request], None] | None = None,
     ) -> None:
         self.inner = inner
         self.watch = watch
         self.rewrite = rewrite
+        self.arrive = arrive
+        self._lock = threading.Lock()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self.arrive is not None:
+            with self._lock:
+                self.arrive(request)
         response = self.inner.handle_request(request)
         if self.watch is not None:
             self.watch(request, response)

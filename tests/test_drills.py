@@ -186,12 +186,15 @@ def test_an_outage_fails_the_run_within_the_budget(em, base, clean, tmp_path, ca
     local = local_state(warehouse)
     seen = []
 
-    def outage(request, response):
+    def outage(request):
+        # Counted as requests arrive, not as answers return: the run's
+        # details go out eight at a time, and all of them could otherwise
+        # be under way before the fifth answer came back.
         seen.append(request)
         if len(seen) == 5:
             em.faults.rate_5xx = 1.0
 
-    transport = Watched(em.transport(), watch=outage)
+    transport = Watched(em.transport(), arrive=outage)
     code, _ = guarded(
         lambda: sync(
             em,
