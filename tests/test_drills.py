@@ -222,6 +222,27 @@ def test_an_outage_fails_the_run_within_the_budget(em, base, clean, tmp_path, ca
     assert stored_state(warehouse) == clean[1]
 
 
+def test_a_retry_after_past_the_budget_fails_at_once(em, base, tmp_path, capsys):
+    """A 429 asking for ten minutes when the budget is five seconds: the run
+    fails now, with the API exit code and the wait it was asked for, rather
+    than sleeping past its own budget; nothing is loaded."""
+    em.faults = Faults(rate_429=1.0, retry_after="600")
+    warehouse = from_base(base, tmp_path)
+    loads = load_ids(warehouse)
+
+    started = time.monotonic()
+    code, _ = guarded(
+        lambda: sync(em, warehouse, now=T1, retry_budget_seconds=5)
+    )
+
+    assert code == EXIT_API == 3
+    assert time.monotonic() - started < 5
+    message = capsys.readouterr().err
+    assert "last: 429 Too Many Requests (it asked to wait 600 s more)" in message
+    assert em.counts[429] == 1
+    assert load_ids(warehouse) == loads
+
+
 # -- 4. auth --------------------------------------------------------------------
 
 
@@ -279,6 +300,42 @@ def test_auth_failures_exit_2_after_one_request(name, pristine, served_url, tmp_
     counts = pristine.counts
     assert sum(counts[r] for r in ("list", "details", "quick_access")) == 1
     assert load_ids(tmp_path / "w.duckdb") == []
+
+
+SETTINGS = {
+    "a key with a character no header carries": (
+        {"access_key": "s\u00e9cret-key"},
+        ["not printable ASCII", "SOURCES__ELASTICFUNNELS__ACCESS_KEY"],
+    ),
+    "a base URL without a scheme": (
+        {"base_url": "127.0.0.1:8080/api"},
+        ["`127.0.0.1:8080/api`", "SOURCES__ELASTICFUNNELS__BASE_URL"],
+    ),
+    "a timeout of zero": (
+        {"timeout_seconds": 0},
+        ["`timeout_seconds` is 0", "SOURCES__ELASTICFUNNELS__TIMEOUT_SECONDS"],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", SETTINGS)
+def test_unusable_settings_exit_2_before_any_request(name, em, tmp_path, capsys):
+    settings, expected = SETTINGS[name]
+    code, _ = guarded(lambda: sync(em, tmp_path / "w.duckdb", now=T1, **settings))
+
+    message = capsys.readouterr().err
+    assert code == EXIT_CONFIG == 2
+    for part in expected:
+        assert part in message
+    assert "cret-key" not in message
+    assert sum(em.counts[r] for r in ("list", "details", "quick_access")) == 0
+
+
+def test_a_key_pasted_with_spaces_around_it_works(em, base, clean, tmp_path):
+    warehouse = from_base(base, tmp_path)
+    sync(em, warehouse, now=T1, access_key=f" {DEFAULT_KEY}\n")
+    assert em.counts[401] == 0
+    assert_same(snapshot(warehouse), clean[0])
 
 
 # -- 8. bad data ----------------------------------------------------------------

@@ -22,7 +22,7 @@ from tenacity import (
     RetryCallState,
     Retrying,
     retry_if_exception_type,
-    stop_after_delay,
+    stop_before_delay,
 )
 
 from pipelines import __version__
@@ -139,6 +139,32 @@ class ApiClient:
                 f"No access key is set. Put `access_key` in .dlt/secrets.toml "
                 f"under [sources.elasticfunnels] or set {KEY_SETTING}."
             )
+        # A key pasted with a newline or a space around it is still the key;
+        # anything else a header cannot carry is a wrong key. Its value is
+        # never shown.
+        access_key = access_key.strip()
+        if not access_key.isascii() or not access_key.isprintable():
+            raise ConfigurationError(
+                "The access key holds characters an HTTP header cannot carry "
+                "(not printable ASCII); it was probably copied wrong. Set it "
+                f"again in .dlt/secrets.toml or {KEY_SETTING}."
+            )
+        try:
+            url: httpx.URL | None = httpx.URL(base_url)
+        except httpx.InvalidURL:
+            url = None
+        if url is None or url.scheme not in ("http", "https") or not url.host:
+            raise ConfigurationError(
+                f"The API base URL `{base_url}` is not an http(s) URL with a "
+                f"host, such as https://app.elasticfunnels.io/api. Fix "
+                f"`base_url` under [sources.elasticfunnels] or {BASE_URL_SETTING}."
+            )
+        if not timeout > 0:
+            raise ConfigurationError(
+                f"`timeout_seconds` is {timeout}; it must be more than 0. Fix it "
+                "under [sources.elasticfunnels] or "
+                "SOURCES__ELASTICFUNNELS__TIMEOUT_SECONDS."
+            )
         if concurrency < 1:
             raise ConfigurationError(
                 f"`concurrency` must be at least 1, not {concurrency}."
@@ -232,7 +258,9 @@ class ApiClient:
     ) -> Any:
         retrying = Retrying(
             retry=retry_if_exception_type(TransientError),
-            stop=stop_after_delay(self.retry_budget),
+            # Stops before a wait that would end past the budget, however
+            # long a `Retry-After` the server asks for.
+            stop=stop_before_delay(self.retry_budget),
             wait=self._wait,
             before_sleep=self._before_sleep,
             reraise=True,
@@ -242,9 +270,14 @@ class ApiClient:
                 with attempt:
                     return self._attempt(route, path, params, missing_ok)
         except TransientError as exc:
+            asked = (
+                f" (it asked to wait {exc.retry_after:.0f} s more)"
+                if exc.retry_after
+                else ""
+            )
             raise ApiError(
                 f"The {describe(route)} kept failing for "
-                f"{self.retry_budget:.0f} s of retries; last: {exc.reason}. "
+                f"{self.retry_budget:.0f} s of retries; last: {exc.reason}{asked}. "
                 "Nothing was loaded from this run; rerun `efw sync` later, or "
                 "raise `retry_budget_seconds` under [sources.elasticfunnels]."
             ) from None
