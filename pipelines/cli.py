@@ -1,4 +1,4 @@
-"""The `efw` command line: sync, demo, models, export and the API emulator."""
+"""The `efw` command line: sync, demo, models, export, query and the emulator."""
 
 from __future__ import annotations
 
@@ -19,11 +19,12 @@ def build_parser() -> argparse.ArgumentParser:
     # Each area registers its own subcommands, so this file stays a table of
     # contents. Imports are local to keep `efw --help` fast.
     from pipelines import commands as sync_commands
-    from pipelines import models
+    from pipelines import models, query
     from pipelines.emulator import cli as emulator_cli
 
     sync_commands.add_parsers(commands)
     models.add_parsers(commands)
+    query.add_parser(commands)
     emulator_cli.add_parser(commands)
     return parser
 

@@ -1,0 +1,52 @@
+"""`efw query`: SQL on the published copy, printed, without the duckdb shell."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from pipelines.cli import main
+from pipelines.emulator import Emulator
+from tests.syncing import query, sync
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    emulator = Emulator.cdnow(max_customers=300)
+    emulator.set_clock(datetime(1997, 9, 1, tzinfo=UTC))
+    warehouse = tmp_path_factory.mktemp("query") / "w.duckdb"
+    result = sync(emulator, warehouse, build=True)
+    assert result.published is not None
+    return warehouse
+
+
+def test_prints_the_rows_of_the_published_copy(published, capsys):
+    [(size,)] = query(
+        published, "select count(*) from marts.customer_ltv where not is_lead"
+    )
+    code = main(
+        [
+            "query",
+            "select count(*) as buyers from marts.customer_ltv where not is_lead",
+            "--warehouse",
+            str(published),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "buyers" in out and f"{size}" in out
+
+
+def test_a_bad_statement_exits_1_with_duckdbs_message(published, capsys):
+    code = main(
+        ["query", "select * from marts.no_such_mart", "--warehouse", str(published)]
+    )
+    assert code == 1
+    assert "no_such_mart" in capsys.readouterr().err
+
+
+def test_no_published_copy_exits_2_saying_what_to_run(tmp_path, capsys):
+    code = main(["query", "select 1", "--warehouse", str(tmp_path / "w.duckdb")])
+    assert code == 2
+    assert "run `efw sync`" in capsys.readouterr().err
