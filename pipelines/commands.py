@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import functools
+import inspect
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +25,8 @@ EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_API = 3
 EXIT_LOCKED = 4
+# What a shell reports for a program stopped by Ctrl-C (128 + SIGINT).
+EXIT_INTERRUPTED = 130
 
 DEMO_WAREHOUSE = "efw-demo/warehouse.duckdb"
 
@@ -83,16 +87,26 @@ def sync_command(args: argparse.Namespace, **overrides: Any) -> int:
     from pipelines.sync import run_sync
 
     setup_logging()
-    with Progress() as progress:
-        code, result = guarded(
-            lambda: run_sync(
-                full=args.full,
-                warehouse=args.warehouse,
-                build=not getattr(args, "no_models", False),
-                on_progress=progress.update,
-                **overrides,
+    try:
+        with Progress() as progress:
+            code, result = guarded(
+                lambda: run_sync(
+                    full=args.full,
+                    warehouse=args.warehouse,
+                    build=not getattr(args, "no_models", False),
+                    on_progress=progress.update,
+                    **overrides,
+                )
             )
+    except KeyboardInterrupt:
+        # Each load commits as a whole and a half-done extract is dropped, so
+        # the next run finds the warehouse as the last finished step left it.
+        print(
+            "efw: the sync was interrupted; nothing it loaded is lost, and the "
+            "next `efw sync` picks up from there.",
+            file=sys.stderr,
         )
+        return EXIT_INTERRUPTED
     if result is not None:
         print(summary(result))
     return code
@@ -100,7 +114,10 @@ def sync_command(args: argparse.Namespace, **overrides: Any) -> int:
 
 def guarded(action: Any) -> tuple[int, Any]:
     """Runs `action`; maps what went wrong to an exit code and one message."""
-    from dlt.common.configuration.exceptions import ConfigFieldMissingException
+    from dlt.common.configuration.exceptions import (
+        ConfigFieldMissingException,
+        ConfigValueCannotBeCoercedException,
+    )
 
     try:
         return EXIT_OK, action()
@@ -118,6 +135,35 @@ def guarded(action: Any) -> tuple[int, Any]:
             file=sys.stderr,
         )
         return EXIT_CONFIG, None
+    except ConfigValueCannotBeCoercedException as exc:
+        print(f"efw: {_uncoercible(exc)}", file=sys.stderr)
+        return EXIT_CONFIG, None
+
+
+# A setting with such a name may hold a credential: its value is never shown.
+_SECRET_NAME = re.compile(r"key|secret|password|token|credential", re.I)
+_KINDS = {int: "a whole number", float: "a number", bool: "true or false"}
+
+
+def _uncoercible(exc: Any) -> str:
+    """Names the setting dlt could not convert, and its value unless secret."""
+    from dlt.common.configuration.specs.base_configuration import is_secret_hint
+
+    from pipelines.elasticfunnels import elasticfunnels
+
+    field = exc.field_name
+    secret = bool(_SECRET_NAME.search(field)) or is_secret_hint(exc.hint)
+    kind = _KINDS.get(exc.hint, f"a {getattr(exc.hint, '__name__', exc.hint)}")
+    value = "" if secret else f" {exc.field_value!r},"
+    toml = ".dlt/secrets.toml" if secret else ".dlt/config.toml"
+    if field in inspect.signature(elasticfunnels).parameters:
+        where = (
+            f"under [sources.elasticfunnels] in {toml} or in "
+            f"SOURCES__ELASTICFUNNELS__{field.upper()}"
+        )
+    else:
+        where = f"in {toml} or the environment variable that sets it"
+    return f"The setting `{field}` is{value} not {kind}. Fix it {where}."
 
 
 def summary(result: Any) -> str:

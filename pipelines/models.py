@@ -191,9 +191,13 @@ class _Database:
 
 def default_warehouse() -> Path:
     """The warehouse `efw sync` writes: `[efw] warehouse` (EFW__WAREHOUSE)."""
+    from pipelines.elasticfunnels.exceptions import ConfigurationError
     from pipelines.sync import resolve_paths
 
-    return resolve_paths().warehouse
+    try:
+        return resolve_paths().warehouse
+    except ConfigurationError as exc:
+        raise ModelConfigError(str(exc)) from None
 
 
 def default_business_timezone() -> str:
@@ -591,20 +595,39 @@ def export_marts(warehouse: Path, out_dir: Path, fmt: str) -> list[Path]:
         if not marts:
             raise ModelConfigError(f"no marts in {warehouse}: run `efw models` first")
 
-        out_dir.mkdir(parents=True, exist_ok=True)
+        _writable_out_dir(out_dir)
         options = "format parquet" if fmt == "parquet" else "format csv, header"
         written = []
         for mart in marts:
             target = out_dir / f"{mart}.{fmt}"
             temp = out_dir / f".{mart}.{fmt}.tmp"
             literal = str(temp).replace("'", "''")
-            con.execute(f"copy (select * from marts.{mart}) to '{literal}' ({options})")
-            os.replace(temp, target)
+            try:
+                con.execute(
+                    f"copy (select * from marts.{mart}) to '{literal}' ({options})"
+                )
+                os.replace(temp, target)
+            except (duckdb.IOException, OSError) as exc:
+                # /proc and the like pass the folder check but take no file.
+                raise ModelConfigError(
+                    f"cannot write {target} ({exc}); pass --out naming a folder "
+                    "that can be written"
+                ) from exc
             written.append(target)
             logger.info("exported marts.%s to %s", mart, target)
     finally:
         con.close()
     return written
+
+
+def _writable_out_dir(out_dir: Path) -> None:
+    from pipelines.elasticfunnels.exceptions import ConfigurationError
+    from pipelines.sync import _writable_folder
+
+    try:
+        _writable_folder(out_dir, "Pass --out naming a folder that can be written.")
+    except ConfigurationError as exc:
+        raise ModelConfigError(str(exc)) from None
 
 
 # --- command line ---------------------------------------------------------
@@ -663,6 +686,19 @@ def _error(command: str, message: object) -> None:
     print(f"efw {command}: {message}", file=sys.stderr)
 
 
+def _warehouse_failure(command: str, what: str, exc: Exception, outcome: str) -> int:
+    """Reports a DuckDB error: exit 4 when another process holds the file, as
+    `efw sync` does, so a scheduler tells a busy warehouse from a bad one."""
+    from pipelines.sync import _lock_error
+
+    lock = _lock_error(exc, rerun=f"efw {command}", outcome=outcome)
+    if lock is not None:
+        _error(command, lock)
+        return lock.exit_code
+    _error(command, f"{what}: {exc}")
+    return 2
+
+
 def _print_failures(failures: list[TestFailure]) -> None:
     for failure in failures:
         print(f"FAIL {failure}  [sql/tests/{failure.test}]")
@@ -677,20 +713,18 @@ def _models_command(args) -> int:
 
     from pipelines.sync import memory_limit
 
-    warehouse = args.warehouse or default_warehouse()
     try:
+        warehouse = args.warehouse or default_warehouse()
         timezone = check_timezone(args.timezone or default_business_timezone())
         if not warehouse.is_file():
             raise ModelConfigError(_missing_warehouse(warehouse))
-        con = duckdb.connect(
-            str(warehouse), config={"memory_limit": memory_limit()}
-        )
+        con = duckdb.connect(str(warehouse), config={"memory_limit": memory_limit()})
     except ModelConfigError as exc:
         _error("models", exc)
         return 2
     except duckdb.Error as exc:
-        _error("models", f"cannot open the warehouse {warehouse}: {exc}")
-        return 2
+        what = f"cannot open the warehouse {warehouse}"
+        return _warehouse_failure("models", what, exc, "nothing was built.")
 
     try:
         built = build_models(con, business_timezone=timezone)
@@ -714,9 +748,16 @@ def _models_command(args) -> int:
 
     try:
         published = publish_copy(warehouse)
-    except duckdb.Error as exc:
-        _error("models", f"cannot publish {warehouse}: {exc}")
+    except ModelConfigError as exc:
+        _error("models", exc)
         return 2
+    except duckdb.Error as exc:
+        return _warehouse_failure(
+            "models",
+            f"cannot publish {warehouse}",
+            exc,
+            "the models are built, but the published copy is the previous one.",
+        )
     print(f"published {published}")
     return 0
 
@@ -724,15 +765,15 @@ def _models_command(args) -> int:
 def _export_command(args) -> int:
     import duckdb
 
-    warehouse = args.warehouse or default_warehouse()
     try:
+        warehouse = args.warehouse or default_warehouse()
         written = export_marts(warehouse, args.out, args.format)
     except ModelConfigError as exc:
         _error("export", exc)
         return 2
     except duckdb.Error as exc:
-        _error("export", f"cannot read the warehouse {warehouse}: {exc}")
-        return 2
+        what = f"cannot read the warehouse {warehouse}"
+        return _warehouse_failure("export", what, exc, "nothing was exported.")
     for path in written:
         print(f"wrote {path}")
     return 0

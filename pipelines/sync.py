@@ -22,7 +22,12 @@ from typing import Any
 
 import dlt
 import httpx
+from dlt.common.configuration.exceptions import (
+    ConfigFieldMissingException,
+    ConfigValueCannotBeCoercedException,
+)
 from dlt.common.pipeline import LoadInfo
+from dlt.destinations.exceptions import DestinationConnectionError
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
 
@@ -50,6 +55,9 @@ CUSTOMER_COLUMNS = [name for name in source_settings.CUSTOMER_COLUMNS]
 # Capped, DuckDB spills to a folder beside the file instead, so a sync's peak
 # stays near the same figure whatever the brand's size.
 DEFAULT_MEMORY_LIMIT = "512MB"
+WAREHOUSE_SETTING = (
+    "Pass --warehouse PATH.duckdb or set `warehouse` under [efw] (EFW__WAREHOUSE)."
+)
 
 
 @dataclass
@@ -75,8 +83,12 @@ def resolve_paths(warehouse: str | os.PathLike[str] | None = None) -> Paths:
     path = Path(os.path.expanduser(str(configured))).resolve()
     if path.suffix != ".duckdb":
         raise ConfigurationError(
-            f"The warehouse path `{path}` does not end in .duckdb. Pass "
-            "--warehouse PATH.duckdb or set `warehouse` under [efw] (EFW__WAREHOUSE)."
+            f"The warehouse path `{path}` does not end in .duckdb. {WAREHOUSE_SETTING}"
+        )
+    if path.is_dir():
+        raise ConfigurationError(
+            f"The warehouse path `{path}` is a folder, not a DuckDB file. "
+            f"{WAREHOUSE_SETTING}"
         )
     if path.stem == DATASET_NAME:
         # DuckDB cannot tell a catalog from a schema of the same name.
@@ -88,9 +100,13 @@ def resolve_paths(warehouse: str | os.PathLike[str] | None = None) -> Paths:
     pipelines_dir = (
         Path(os.path.expanduser(str(working))).resolve()
         if working
-        else path.parent / f".{path.stem}.dlt"
+        else _default_pipelines_dir(path)
     )
     return Paths(path, pipelines_dir)
+
+
+def _default_pipelines_dir(warehouse: Path) -> Path:
+    return warehouse.parent / f".{warehouse.stem}.dlt"
 
 
 def memory_limit() -> str:
@@ -98,8 +114,34 @@ def memory_limit() -> str:
     return str(dlt.config.get("efw.memory_limit") or DEFAULT_MEMORY_LIMIT)
 
 
+def _writable_folder(folder: Path, setting: str) -> None:
+    """Creates `folder` if need be; refuses one that cannot be written.
+
+    Checked up front: dlt and DuckDB would fail on it later, with a traceback
+    that names neither the folder nor the setting.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        writable = os.access(folder, os.W_OK | os.X_OK)
+        reason = "permission denied"
+    except OSError as exc:
+        writable, reason = False, _reason(exc)
+    if not writable:
+        raise ConfigurationError(
+            f"The folder `{folder}` cannot be created or written ({reason}). {setting}"
+        )
+
+
+def _reason(exc: OSError) -> str:
+    return (exc.strerror or type(exc).__name__).lower()
+
+
 def make_pipeline(paths: Paths) -> dlt.Pipeline:
-    paths.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    _writable_folder(paths.warehouse.parent, WAREHOUSE_SETTING)
+    setting = WAREHOUSE_SETTING
+    if paths.pipelines_dir != _default_pipelines_dir(paths.warehouse):
+        setting = "Set `pipelines_dir` under [efw] (EFW__PIPELINES_DIR) elsewhere."
+    _writable_folder(paths.pipelines_dir, setting)
     # The one DuckDB-specific part: the file and the memory cap. Another dlt
     # destination would take its credentials here instead.
     credentials = DuckDbCredentials(
@@ -117,8 +159,16 @@ def make_pipeline(paths: Paths) -> dlt.Pipeline:
 @contextmanager
 def sync_lock(paths: Paths) -> Iterator[None]:
     """Holds an exclusive lock so two syncs never write one warehouse at once."""
-    paths.lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(paths.lock_file, "a+") as handle:
+    _writable_folder(paths.lock_file.parent, WAREHOUSE_SETTING)
+    try:
+        handle = open(paths.lock_file, "a+")
+    except OSError as exc:
+        # /proc and the like: the folder exists but takes no new file.
+        raise ConfigurationError(
+            f"The lock file `{paths.lock_file}` cannot be created "
+            f"({_reason(exc)}). {WAREHOUSE_SETTING}"
+        ) from None
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -227,6 +277,7 @@ def run_sync(
     hooks = hooks or {}
     _quiet_http_logs()
     paths = resolve_paths(warehouse)
+    timezone_name = _business_timezone() if build else None
     started = time.monotonic()
     with sync_lock(paths):
         pipeline = make_pipeline(paths)
@@ -250,13 +301,11 @@ def run_sync(
             _call(hooks, "after_normalize")
             load_info = pipeline.load()
             _call(hooks, "after_load")
-        except PipelineStepFailed as exc:
-            raise translate(exc) from None
         except Exception as exc:
-            lock = _lock_error(exc)
-            if lock is not None:
-                raise lock from None
-            raise
+            failure = translate(exc, paths)
+            if failure is exc:
+                raise
+            raise failure from None
 
         result = SyncResult(
             run=run,
@@ -267,14 +316,14 @@ def run_sync(
             warehouse=paths.warehouse,
             resumed_packages=resumed,
         )
-        if build:
+        if timezone_name is not None:
             try:
-                build_and_publish(pipeline, paths, result)
+                build_and_publish(pipeline, paths, result, timezone_name)
             except Exception as exc:
-                lock = _lock_error(exc, loaded=True)
-                if lock is not None:
-                    raise lock from None
-                raise
+                failure = translate(exc, paths, loaded=True)
+                if failure is exc:
+                    raise
+                raise failure from None
         result.seconds = time.monotonic() - started
         return result
 
@@ -290,11 +339,25 @@ def _quiet_http_logs() -> None:
             http_logger.setLevel(logging.WARNING)
 
 
-def build_and_publish(pipeline: dlt.Pipeline, paths: Paths, result: SyncResult) -> None:
+def _business_timezone() -> str:
+    """`[efw] business_timezone`, checked before the first request: the
+    models use it only once the data is loaded, too late to fail on it."""
+    from pipelines import models
+
+    try:
+        return models.check_timezone(models.default_business_timezone())
+    except models.ModelConfigError as exc:
+        raise ConfigurationError(
+            f"The {exc}. Set `business_timezone` under [efw] (EFW__BUSINESS_TIMEZONE)."
+        ) from None
+
+
+def build_and_publish(
+    pipeline: dlt.Pipeline, paths: Paths, result: SyncResult, timezone_name: str
+) -> None:
     """Rebuilds the SQL models and publishes a read-only copy of the warehouse."""
     from pipelines import models
 
-    timezone_name = models.default_business_timezone()
     with pipeline.sql_client() as client:
         connection = client.native_connection
         result.models = models.build_models(connection, business_timezone=timezone_name)
@@ -315,7 +378,7 @@ def _finish_pending(pipeline: dlt.Pipeline) -> int:
         pipeline.normalize()
         info = pipeline.load()
     except PipelineStepFailed as exc:
-        if _lock_error(exc) is not None:
+        if _interrupted(exc) or _lock_error(exc) is not None:
             raise
         # Left as it is, the package fails every later run the same way.
         job_id = getattr(exc.exception, "job_id", None) or ""
@@ -383,23 +446,35 @@ def _call(hooks: dict[str, Any], name: str) -> None:
 LOCK_PATTERN = re.compile(r"Could not set lock on file|Conflicting lock is held", re.I)
 
 
-def _lock_error(exc: BaseException, loaded: bool = False) -> WarehouseLocked | None:
-    """The lock error behind `exc`, if any; `loaded` when the data is in."""
+def _lock_error(
+    exc: BaseException,
+    loaded: bool = False,
+    *,
+    rerun: str = "efw sync",
+    outcome: str | None = None,
+) -> WarehouseLocked | None:
+    """The lock error behind `exc`, if any; `loaded` when the data is in.
+
+    `rerun` and `outcome` let the other commands that open the file (`efw
+    models`, `efw export`) say what to rerun and what the failure left.
+    """
     for error in _chain(exc):
         if LOCK_PATTERN.search(str(error)):
             holder = re.search(r"\(PID (\d+)\)", str(error))
             who = f" (process {holder.group(1)})" if holder else ""
-            outcome = (
-                "this run's data is loaded, but the models were not rebuilt "
-                "and the published copy is the previous one."
-                if loaded
-                else "anything this run extracted is kept and loads first next time."
-            )
+            if outcome is None:
+                outcome = (
+                    "this run's data is loaded, but the models were not rebuilt "
+                    "and the published copy is the previous one."
+                    if loaded
+                    else "anything this run extracted is kept and loads first "
+                    "next time."
+                )
             return WarehouseLocked(
                 "The warehouse file is locked by another process"
                 f"{who}: DuckDB allows one writer and no other reader while it "
                 "writes. Close the program holding it (point BI tools at the "
-                f"published copy instead) and rerun `efw sync`; {outcome}"
+                f"published copy instead) and rerun `{rerun}`; {outcome}"
             )
     return None
 
@@ -422,12 +497,45 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
                 stack.append(nxt)
 
 
-def translate(exc: PipelineStepFailed) -> BaseException:
-    """The efw error inside dlt's wrapper, or a lock error, or dlt's own."""
-    lock = _lock_error(exc)
+# What `efw` reports on its own terms when dlt wraps it (see `guarded`).
+_REPORTED = (
+    EfwError,
+    ConfigFieldMissingException,
+    ConfigValueCannotBeCoercedException,
+)
+
+
+def translate(
+    exc: BaseException, paths: Paths | None = None, loaded: bool = False
+) -> BaseException:
+    """What a failed sync reports: a Ctrl-C, a lock error, an efw or dlt
+    configuration error inside dlt's wrapper, a warehouse DuckDB cannot open,
+    a model that failed; else `exc` itself."""
+    from pipelines.models import ModelConfigError, ModelError
+
+    if _interrupted(exc):
+        return KeyboardInterrupt()
+    lock = _lock_error(exc, loaded)
     if lock is not None:
         return lock
     for error in _chain(exc):
-        if isinstance(error, EfwError):
+        if isinstance(error, _REPORTED):
             return error
+        if isinstance(error, DestinationConnectionError) and paths is not None:
+            return ConfigurationError(
+                f"DuckDB cannot open the warehouse `{paths.warehouse}` "
+                f"({error.inner_exc}). {WAREHOUSE_SETTING}"
+            )
+        if loaded and isinstance(error, ModelError):
+            config = isinstance(error, ModelConfigError)
+            return (ConfigurationError if config else EfwError)(
+                f"{error}. This run's data is loaded; fix that and run `efw models`."
+            )
     return exc
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """A Ctrl-C behind `exc`: dlt wraps one, or hides it behind "generator
+    already executing" when its cleanup closes a generator a worker thread is
+    still running."""
+    return any(isinstance(error, KeyboardInterrupt) for error in _chain(exc))

@@ -1015,6 +1015,65 @@ def test_cli_bad_time_zone_exits_2(warehouse, capsys):
     assert "Nope" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", [("models",), ("export", "--format", "csv")])
+def test_cli_warehouse_setting_not_a_duckdb_file_exits_2(
+    command, monkeypatch, tmp_path, capsys
+):
+    monkeypatch.setenv("EFW__WAREHOUSE", str(tmp_path / "x.sqlite"))
+
+    assert efw(*command) == 2
+    err = capsys.readouterr().err
+    assert "x.sqlite` does not end in .duckdb" in err and "EFW__WAREHOUSE" in err
+
+
+@pytest.mark.parametrize("out", ["a-file", "a-file/sub"])
+def test_cli_export_into_a_folder_that_cannot_be_made_exits_2(
+    out, warehouse, tmp_path, capsys
+):
+    (tmp_path / "a-file").write_text("not a folder")
+    target = tmp_path / out
+
+    command = ["export", "--format", "csv", "--warehouse", str(warehouse)]
+    assert efw(*command, "--out", str(target)) == 2
+    err = capsys.readouterr().err
+    assert f"`{target}` cannot be created" in err and "--out" in err
+
+
+LOCKER = r"""
+import sys, duckdb
+con = duckdb.connect(sys.argv[1])
+print("holding", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_cli_a_warehouse_another_process_holds_exits_4_as_sync_does(
+    warehouse, tmp_path, capsys
+):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCKER, str(warehouse)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        models_code = efw("models", "--warehouse", str(warehouse))
+        models_err = capsys.readouterr().err
+        out = str(tmp_path / "out")
+        export_code = efw(
+            "export", "--format", "csv", "--warehouse", str(warehouse), "--out", out
+        )
+        export_err = capsys.readouterr().err
+    finally:
+        holder.communicate("", timeout=30)
+
+    assert models_code == export_code == 4
+    held = f"locked by another process (process {holder.pid})"
+    assert held in models_err and "rerun `efw models`" in models_err
+    assert held in export_err and "rerun `efw export`" in export_err
+
+
 def test_default_warehouse_and_timezone_come_from_the_efw_settings(
     monkeypatch, tmp_path
 ):

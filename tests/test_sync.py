@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -9,7 +10,9 @@ from decimal import Decimal
 from urllib.parse import quote
 
 import pytest
+from dlt.common.configuration.exceptions import ConfigValueCannotBeCoercedException
 
+from pipelines.commands import EXIT_CONFIG, EXIT_INTERRUPTED, guarded, sync_command
 from pipelines.elasticfunnels.client import quote_email
 from pipelines.elasticfunnels.exceptions import (
     AuthError,
@@ -17,9 +20,10 @@ from pipelines.elasticfunnels.exceptions import (
     WarehouseLocked,
 )
 from pipelines.elasticfunnels.records import email_key
-from pipelines.emulator import Emulator
-from pipelines.sync import make_pipeline, resolve_paths, sync_lock
-from tests.syncing import api_rows, money, query, sync
+from pipelines.emulator import DEFAULT_BRAND, DEFAULT_KEY, Emulator
+from pipelines.sync import make_pipeline, resolve_paths, sync_lock, translate
+from tests.drilling import Watched
+from tests.syncing import FAST_RETRIES, api_rows, money, query, sync
 
 MID_1997 = datetime(1997, 6, 1, tzinfo=UTC)
 
@@ -283,3 +287,122 @@ def test_a_reader_of_the_published_copy_never_blocks_a_sync(fresh, tmp_path):
     gross = "select sum(gross_revenue) from marts.customer_ltv"
     [(published,)] = query(second.published, gross)
     assert published == query(warehouse, gross)[0][0] > held
+
+
+def _requests(emulator: Emulator) -> int:
+    return sum(emulator.counts.values())
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["under a file", "a folder named .duckdb", "not a DuckDB file", "dlt folder"],
+)
+def test_a_warehouse_that_cannot_be_written_exits_2_naming_it(
+    where, fresh, tmp_path, monkeypatch, capsys
+):
+    (tmp_path / "file").write_text("not a folder")
+    warehouse = tmp_path / "w.duckdb"
+    named = tmp_path / "file"
+    setting = "EFW__WAREHOUSE"
+    if where == "under a file":
+        warehouse = tmp_path / "file" / "w.duckdb"
+    elif where == "a folder named .duckdb":
+        warehouse.mkdir()
+        named = warehouse
+    elif where == "not a DuckDB file":
+        warehouse.write_text("not a database")
+        named = warehouse
+    else:
+        monkeypatch.setenv("EFW__PIPELINES_DIR", str(tmp_path / "file" / "dlt"))
+        setting = "EFW__PIPELINES_DIR"
+
+    code, _ = guarded(lambda: sync(fresh, warehouse))
+
+    err = capsys.readouterr().err
+    assert code == EXIT_CONFIG == 2
+    assert f"`{named}" in err and setting in err
+    if setting == "EFW__WAREHOUSE":
+        assert "--warehouse" in err
+    assert "Traceback" not in err
+    assert _requests(fresh) == 0
+
+
+@pytest.mark.parametrize("value", ["abc", "2.5", ""])
+def test_a_setting_that_is_not_a_number_exits_2_naming_it(
+    value, fresh, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("SOURCES__ELASTICFUNNELS__PER_PAGE", value)
+
+    code, _ = guarded(lambda: sync(fresh, tmp_path / "w.duckdb"))
+
+    err = capsys.readouterr().err
+    assert code == EXIT_CONFIG
+    assert f"`per_page` is {value!r}, not a whole number" in err
+    assert "SOURCES__ELASTICFUNNELS__PER_PAGE" in err
+    assert _requests(fresh) == 0
+
+
+def test_a_secret_setting_that_cannot_be_read_is_never_shown(capsys):
+    def refused() -> None:
+        raise ConfigValueCannotBeCoercedException("access_key", "s3cret-key", int)
+
+    code, _ = guarded(refused)
+
+    err = capsys.readouterr().err
+    assert code == EXIT_CONFIG
+    assert "SOURCES__ELASTICFUNNELS__ACCESS_KEY" in err
+    assert "s3cret" not in err
+
+
+def test_an_unknown_business_time_zone_is_refused_before_any_request(
+    fresh, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("EFW__BUSINESS_TIMEZONE", "Mars/Base")
+    warehouse = tmp_path / "w.duckdb"
+
+    code, _ = guarded(lambda: sync(fresh, warehouse, build=True))
+
+    err = capsys.readouterr().err
+    assert code == EXIT_CONFIG
+    assert "`Mars/Base`" in err and "EFW__BUSINESS_TIMEZONE" in err
+    assert _requests(fresh) == 0
+    assert not warehouse.exists()
+
+
+def test_ctrl_c_during_a_sync_exits_130_and_the_next_run_picks_up(
+    fresh, tmp_path, capsys
+):
+    def arrive(request) -> None:
+        # Ctrl-C lands in the main thread; a worker thread is as good a place
+        # to raise it, and lets dlt's extract see it where it really would.
+        if fresh.counts["details"] >= 100:
+            raise KeyboardInterrupt
+
+    warehouse = tmp_path / "w.duckdb"
+    args = argparse.Namespace(full=False, warehouse=str(warehouse), no_models=True)
+    code = sync_command(
+        args,
+        transport=Watched(fresh.transport(), arrive=arrive),
+        base_url="http://emulator.test/api",
+        brand=DEFAULT_BRAND,
+        access_key=DEFAULT_KEY,
+        **FAST_RETRIES,
+    )
+
+    err = capsys.readouterr().err
+    assert code == EXIT_INTERRUPTED == 130
+    assert "interrupted" in err and "next `efw sync` picks up" in err
+    assert "Traceback" not in err
+    sync(fresh, warehouse)
+    [(count,)] = query(warehouse, "select count(*) from elasticfunnels.customers")
+    assert count == len(api_rows(fresh))
+
+
+def test_a_ctrl_c_behind_dlts_generator_error_is_still_a_ctrl_c():
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise ValueError("generator already executing")  # noqa: B904
+    except ValueError as exc:
+        assert isinstance(translate(exc), KeyboardInterrupt)
