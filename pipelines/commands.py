@@ -290,8 +290,20 @@ def demo_command(args: argparse.Namespace) -> int:
         sync_args = argparse.Namespace(full=True, warehouse=str(warehouse))
         code = sync_command(sync_args, base_url=base_url, brand=brand, access_key=key)
     if code == EXIT_OK:
-        print(DEMO_QUERIES.format(published=published_name(warehouse)))
+        print(
+            DEMO_QUERIES.format(
+                published=published_name(warehouse), warehouse=_shown(warehouse)
+            )
+        )
     return code
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the working folder when it lies below it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def published_name(warehouse: Path) -> Path:
@@ -299,20 +311,23 @@ def published_name(warehouse: Path) -> Path:
 
 
 DEMO_QUERIES = """
-Try it in the duckdb shell (read-only, on the published copy):
+Try it, read-only, on the published copy {published}:
 
-  duckdb -readonly {published}
+  # what a customer is worth, by cohort, at 1, 3, 6 and 12 months
+  .venv/bin/efw query --warehouse {warehouse} \\
+    "select * from marts.cohort_ltv order by cohort_month"
 
-  -- what a customer is worth, by cohort, at 1, 3, 6 and 12 months
-  select * from marts.cohort_ltv order by cohort_month;
+  # the first year of each monthly cohort
+  .venv/bin/efw query --warehouse {warehouse} --max-rows 60 \\
+    "select cohort_month, period_number, cohort_size, retention_rate
+     from marts.cohort_retention where period_number <= 12 order by 1, 2"
 
-  -- the first year of each monthly cohort
-  select cohort_month, period_number, cohort_size, retention_rate
-  from marts.cohort_retention where period_number <= 12 order by 1, 2;
+  # who the best and the slipping customers are
+  .venv/bin/efw query --warehouse {warehouse} \\
+    "select segment, count(*) as customers, round(sum(net_revenue), 2) as revenue
+     from marts.rfm_segments group by segment order by revenue desc"
 
-  -- who the best and the slipping customers are
-  select segment, count(*) as customers, round(sum(net_revenue), 2) as revenue
-  from marts.rfm_segments group by segment order by revenue desc;
+or in the DuckDB shell, if installed: duckdb -readonly {published}
 """
 
 

@@ -68,4 +68,8 @@ def query_command(args: argparse.Namespace) -> int:
             return EXIT_FAILED
         if relation is not None:
             relation.show(max_rows=args.max_rows, max_width=160)
+            rows = relation.shape[0]
+            # DuckDB counts the rows itself only when it leaves some out.
+            if rows <= args.max_rows:
+                print(f"{rows:,} row{'' if rows == 1 else 's'}")
     return EXIT_OK

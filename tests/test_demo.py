@@ -135,3 +135,23 @@ def test_published_copy_has_the_marts(demo):
     assert query(result.published, "select count(*) from marts.customer_ltv") == (
         query(warehouse, "select count(*) from marts.customer_ltv")
     )
+
+
+def test_every_query_the_demo_prints_runs(demo, capsys):
+    import re
+
+    from pipelines.cli import main
+    from pipelines.commands import DEMO_QUERIES, published_name
+
+    warehouse, _ = demo
+    printed = DEMO_QUERIES.format(
+        published=published_name(warehouse), warehouse=warehouse
+    )
+    statements = re.findall(r'"(select [^"]+)"', printed)
+    assert len(statements) == 3
+    for sql in statements:
+        capsys.readouterr()
+        assert main(["query", "--warehouse", str(warehouse), sql]) == 0
+        out = capsys.readouterr().out
+        # A result table with rows: DuckDB prints the row count under it.
+        assert re.search(r"\b[1-9]\d* rows\b", out), out[-300:]
