@@ -711,6 +711,7 @@ def _print_failures(failures: list[TestFailure]) -> None:
 def _models_command(args) -> int:
     import duckdb
 
+    from pipelines.elasticfunnels.exceptions import ConfigurationError
     from pipelines.sync import memory_limit
 
     try:
@@ -719,7 +720,7 @@ def _models_command(args) -> int:
         if not warehouse.is_file():
             raise ModelConfigError(_missing_warehouse(warehouse))
         con = duckdb.connect(str(warehouse), config={"memory_limit": memory_limit()})
-    except ModelConfigError as exc:
+    except (ModelConfigError, ConfigurationError) as exc:
         _error("models", exc)
         return 2
     except duckdb.Error as exc:

@@ -109,9 +109,18 @@ def _default_pipelines_dir(warehouse: Path) -> Path:
     return warehouse.parent / f".{warehouse.stem}.dlt"
 
 
+MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*([KMGT]i?B|B)", re.IGNORECASE)
+
+
 def memory_limit() -> str:
     """`[efw] memory_limit` (EFW__MEMORY_LIMIT), in DuckDB's units: "512MB"."""
-    return str(dlt.config.get("efw.memory_limit") or DEFAULT_MEMORY_LIMIT)
+    value = str(dlt.config.get("efw.memory_limit") or DEFAULT_MEMORY_LIMIT).strip()
+    if not MEMORY_SIZE.fullmatch(value):
+        raise ConfigurationError(
+            f"`memory_limit` is {value!r}; DuckDB takes a size such as 512MB or "
+            "2GB. Fix it under [efw] (EFW__MEMORY_LIMIT)."
+        )
+    return value
 
 
 def _writable_folder(folder: Path, setting: str) -> None:

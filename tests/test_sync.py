@@ -12,6 +12,7 @@ from urllib.parse import quote
 import pytest
 from dlt.common.configuration.exceptions import ConfigValueCannotBeCoercedException
 
+from pipelines.cli import main
 from pipelines.commands import EXIT_CONFIG, EXIT_INTERRUPTED, guarded, sync_command
 from pipelines.elasticfunnels.client import quote_email
 from pipelines.elasticfunnels.exceptions import (
@@ -256,6 +257,22 @@ def test_duckdb_memory_is_capped_by_the_setting(fresh, tmp_path, monkeypatch):
     with make_pipeline(resolve_paths(warehouse)).sql_client() as client:
         [(limit,)] = client.execute_sql("select current_setting('memory_limit')")
     assert limit == "488.2 MiB"
+
+
+def test_a_memory_limit_duckdb_cannot_read_exits_2_naming_it(
+    fresh, tmp_path, monkeypatch, capsys
+):
+    warehouse = tmp_path / "w.duckdb"
+    sync(fresh, warehouse)
+    fresh.reset_counts()
+    monkeypatch.setenv("EFW__MEMORY_LIMIT", "lots")
+
+    code, _ = guarded(lambda: sync(fresh, warehouse))
+    assert code == 2
+    assert "`memory_limit` is 'lots'" in capsys.readouterr().err
+    assert fresh.counts["list"] == 0
+    assert main(["models", "--warehouse", str(warehouse)]) == 2
+    assert "EFW__MEMORY_LIMIT" in capsys.readouterr().err
 
 
 def test_a_reader_of_the_published_copy_never_blocks_a_sync(fresh, tmp_path):
