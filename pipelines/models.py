@@ -716,7 +716,15 @@ def _models_command(args) -> int:
 
     try:
         warehouse = args.warehouse or default_warehouse()
-        timezone = check_timezone(args.timezone or default_business_timezone())
+        try:
+            timezone = check_timezone(args.timezone or default_business_timezone())
+        except ModelConfigError as exc:
+            where = (
+                "--timezone"
+                if args.timezone
+                else "`business_timezone` under [efw] (EFW__BUSINESS_TIMEZONE)"
+            )
+            raise ModelConfigError(f"{exc}; fix {where}") from None
         if not warehouse.is_file():
             raise ModelConfigError(_missing_warehouse(warehouse))
         con = duckdb.connect(str(warehouse), config={"memory_limit": memory_limit()})

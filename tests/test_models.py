@@ -1010,9 +1010,15 @@ def test_cli_missing_warehouse_exits_2_and_says_what_to_run(tmp_path, capsys):
     assert not missing.exists()
 
 
-def test_cli_bad_time_zone_exits_2(warehouse, capsys):
+def test_cli_bad_time_zone_exits_2_naming_where_it_came_from(
+    warehouse, capsys, monkeypatch
+):
     assert efw("models", "--warehouse", str(warehouse), "--timezone", "Nope") == 2
-    assert "Nope" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "`Nope` is unknown" in err and "fix --timezone" in err
+    monkeypatch.setenv("EFW__BUSINESS_TIMEZONE", "Mars/Base")
+    assert efw("models", "--warehouse", str(warehouse)) == 2
+    assert "EFW__BUSINESS_TIMEZONE" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", [("models",), ("export", "--format", "csv")])
