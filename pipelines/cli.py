@@ -30,8 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.handler(args) or 0)
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        # Before a command has started (dlt takes a second to import) or in
+        # one that has no use for a message of its own.
+        print("efw: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
