@@ -33,7 +33,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="the warehouse whose copy to read (default: [efw] warehouse)",
     )
     query.add_argument(
-        "--max-rows", type=int, default=40, help="rows to print at most (40)"
+        "--max-rows", type=_positive, default=40, help="rows to print at most (40)"
     )
     query.set_defaults(handler=query_command)
 
@@ -62,14 +62,23 @@ def query_command(args: argparse.Namespace) -> int:
 
     with duckdb.connect(str(published), read_only=True) as con:
         try:
+            # DuckDB plans the statement here and runs it only when the rows
+            # are asked for: an error may come from either step.
             relation = con.sql(args.sql)
+            if relation is not None:
+                relation.show(max_rows=args.max_rows, max_width=160)
+                rows = relation.shape[0]
         except duckdb.Error as exc:
             print(f"efw query: {exc}", file=sys.stderr)
             return EXIT_FAILED
-        if relation is not None:
-            relation.show(max_rows=args.max_rows, max_width=160)
-            rows = relation.shape[0]
-            # DuckDB counts the rows itself only when it leaves some out.
-            if rows <= args.max_rows:
-                print(f"{rows:,} row{'' if rows == 1 else 's'}")
+    # DuckDB counts the rows itself only when it leaves some out.
+    if relation is not None and rows <= args.max_rows:
+        print(f"{rows:,} row{'' if rows == 1 else 's'}")
     return EXIT_OK
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value

@@ -208,7 +208,10 @@ def test_an_outage_fails_the_run_within_the_budget(em, base, clean, tmp_path, ca
 
     message = capsys.readouterr().err
     assert code == EXIT_API == 3
-    assert "kept failing for 2 s of retries; last: 503 Service Unavailable" in message
+    assert (
+        "retrying would have run past `retry_budget_seconds` (1.5 s); "
+        "last: 503 Service Unavailable" in message
+    )
     assert "retry_budget_seconds" in message and "Nothing was loaded" in message
     assert em.counts[503] > 5
     assert load_ids(warehouse) == loads
@@ -314,6 +317,22 @@ SETTINGS = {
     "a timeout of zero": (
         {"timeout_seconds": 0},
         ["`timeout_seconds` is 0", "SOURCES__ELASTICFUNNELS__TIMEOUT_SECONDS"],
+    ),
+    "an endless timeout": (
+        {"timeout_seconds": float("inf")},
+        ["`timeout_seconds` is inf", "more than 0"],
+    ),
+    "a lookback that is not a number": (
+        {"lookback_days": float("nan")},
+        ["`lookback_days` is nan", "SOURCES__ELASTICFUNNELS__LOOKBACK_DAYS"],
+    ),
+    "a negative result window": (
+        {"max_result_window": -5},
+        ["`max_result_window` is -5", "0 (no limit) or more"],
+    ),
+    "a key of spaces only": (
+        {"access_key": "   "},
+        ["No access key is set", "SOURCES__ELASTICFUNNELS__ACCESS_KEY"],
     ),
 }
 

@@ -46,6 +46,24 @@ def test_a_bad_statement_exits_1_with_duckdbs_message(published, capsys):
     assert "no_such_mart" in capsys.readouterr().err
 
 
+def test_an_error_while_the_rows_are_read_exits_1_without_a_traceback(
+    published, capsys
+):
+    code = main(
+        ["query", "select cast('a' as int) as n", "--warehouse", str(published)]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("efw query: ") and "Traceback" not in err
+
+
+def test_max_rows_below_one_is_a_usage_error(published, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["query", "select 1", "--max-rows", "-1", "--warehouse", str(published)])
+    assert exit_info.value.code == 2
+    assert "must be 1 or more, not -1" in capsys.readouterr().err
+
+
 def test_no_published_copy_exits_2_saying_what_to_run(tmp_path, capsys):
     code = main(["query", "select 1", "--warehouse", str(tmp_path / "w.duckdb")])
     assert code == 2

@@ -38,7 +38,11 @@ from dlt.sources import DltResource
 
 from pipelines.elasticfunnels import settings
 from pipelines.elasticfunnels.client import ApiClient, RequestStats
-from pipelines.elasticfunnels.exceptions import ApiError, ResultWindowExceeded
+from pipelines.elasticfunnels.exceptions import (
+    ApiError,
+    ConfigurationError,
+    ResultWindowExceeded,
+)
 from pipelines.elasticfunnels.records import (
     BadRecord,
     customer_record,
@@ -159,6 +163,17 @@ class Hashes64:
             self._recent.clear()
 
 
+def _check_number(name: str, value: Any, allowed: str) -> None:
+    """Refuses a numeric setting that is not a finite number in its range."""
+    number = float(value)
+    fits = number > 0 if allowed.startswith("more than") else number >= 0
+    if not (math.isfinite(number) and fits):
+        raise ConfigurationError(
+            f"`{name}` is {value!r}; it must be {allowed}. Fix it under "
+            f"[sources.elasticfunnels] or SOURCES__ELASTICFUNNELS__{name.upper()}."
+        )
+
+
 def quarantine(
     run: SyncRun, resource: str, kind: str, reason: str, row: Any, key: str | None
 ) -> Any:
@@ -201,13 +216,21 @@ def elasticfunnels(
     unchanged; without it every listed customer is loaded with details.
     """
     if not 1 <= int(per_page) <= settings.MAX_PER_PAGE:
-        from pipelines.elasticfunnels.exceptions import ConfigurationError
-
         raise ConfigurationError(
             f"`per_page` is {per_page}; the API serves 1 to 100 rows a page. "
             "Fix it under [sources.elasticfunnels] or "
             "SOURCES__ELASTICFUNNELS__PER_PAGE."
         )
+    for name, value, allowed in (
+        ("lookback_days", lookback_days, "0 or more"),
+        ("reconcile_every_days", reconcile_every_days, "0 or more"),
+        ("max_requests_per_second", max_requests_per_second, "0 (no cap) or more"),
+        ("timeout_seconds", timeout_seconds, "more than 0"),
+        ("retry_budget_seconds", retry_budget_seconds, "0 or more"),
+        ("retry_floor_seconds", retry_floor_seconds, "0 or more"),
+        ("max_result_window", max_result_window, "0 (no limit) or more"),
+    ):
+        _check_number(name, value, allowed)
     run = run or SyncRun()
     client = ApiClient(
         base_url,

@@ -124,6 +124,9 @@ class ApiClient:
         retry_floor: float = settings.DEFAULT_RETRY_FLOOR_SECONDS,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        # Pasted settings often carry a space or a newline at either end.
+        base_url, brand = (base_url or "").strip(), str(brand or "").strip()
+        access_key = (access_key or "").strip()
         if not base_url:
             raise ConfigurationError(
                 f"No API base URL is set. Set `base_url` under "
@@ -139,10 +142,8 @@ class ApiClient:
                 f"No access key is set. Put `access_key` in .dlt/secrets.toml "
                 f"under [sources.elasticfunnels] or set {KEY_SETTING}."
             )
-        # A key pasted with a newline or a space around it is still the key;
-        # anything else a header cannot carry is a wrong key. Its value is
-        # never shown.
-        access_key = access_key.strip()
+        # Anything in the key that a header cannot carry means a key copied
+        # wrong. Its value is never shown.
         if not access_key.isascii() or not access_key.isprintable():
             raise ConfigurationError(
                 "The access key holds characters an HTTP header cannot carry "
@@ -276,8 +277,9 @@ class ApiClient:
                 else ""
             )
             raise ApiError(
-                f"The {describe(route)} kept failing for "
-                f"{self.retry_budget:.0f} s of retries; last: {exc.reason}{asked}. "
+                f"The {describe(route)} kept failing, and retrying would have "
+                f"run past `retry_budget_seconds` ({self.retry_budget:g} s); "
+                f"last: {exc.reason}{asked}. "
                 "Nothing was loaded from this run; rerun `efw sync` later, or "
                 "raise `retry_budget_seconds` under [sources.elasticfunnels]."
             ) from None
