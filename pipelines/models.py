@@ -200,6 +200,20 @@ def default_warehouse() -> Path:
         raise ModelConfigError(str(exc)) from None
 
 
+def business_timezone(flag: str | None = None) -> str:
+    """The business time zone, checked: `flag` (`--timezone`) if given, else
+    `[efw] business_timezone`; an error names whichever it came from."""
+    try:
+        return check_timezone(flag or default_business_timezone())
+    except ModelConfigError as exc:
+        where = (
+            "--timezone"
+            if flag
+            else "`business_timezone` under [efw] (EFW__BUSINESS_TIMEZONE)"
+        )
+        raise ModelConfigError(f"{exc}; fix {where}") from None
+
+
 def default_business_timezone() -> str:
     """`[efw] business_timezone` (EFW__BUSINESS_TIMEZONE), else UTC."""
     import dlt
@@ -716,15 +730,7 @@ def _models_command(args) -> int:
 
     try:
         warehouse = args.warehouse or default_warehouse()
-        try:
-            timezone = check_timezone(args.timezone or default_business_timezone())
-        except ModelConfigError as exc:
-            where = (
-                "--timezone"
-                if args.timezone
-                else "`business_timezone` under [efw] (EFW__BUSINESS_TIMEZONE)"
-            )
-            raise ModelConfigError(f"{exc}; fix {where}") from None
+        timezone = business_timezone(args.timezone)
         if not warehouse.is_file():
             raise ModelConfigError(_missing_warehouse(warehouse))
         con = duckdb.connect(str(warehouse), config={"memory_limit": memory_limit()})

@@ -354,11 +354,9 @@ def _business_timezone() -> str:
     from pipelines import models
 
     try:
-        return models.check_timezone(models.default_business_timezone())
+        return models.business_timezone()
     except models.ModelConfigError as exc:
-        raise ConfigurationError(
-            f"The {exc}. Set `business_timezone` under [efw] (EFW__BUSINESS_TIMEZONE)."
-        ) from None
+        raise ConfigurationError(f"The {exc}.") from None
 
 
 def build_and_publish(

@@ -163,10 +163,15 @@ class Hashes64:
             self._recent.clear()
 
 
-def _check_number(name: str, value: Any, allowed: str) -> None:
-    """Refuses a numeric setting that is not a finite number in its range."""
+def _check_number(name: str, value: Any, zero_means: str | None) -> None:
+    """Refuses a numeric setting that is not a finite number of 0 or more
+    (more than 0 where `zero_means` is None; else what 0 stands for)."""
     number = float(value)
-    fits = number > 0 if allowed.startswith("more than") else number >= 0
+    if zero_means is None:
+        fits, allowed = number > 0, "more than 0"
+    else:
+        fits = number >= 0
+        allowed = f"0 ({zero_means}) or more" if zero_means else "0 or more"
     if not (math.isfinite(number) and fits):
         raise ConfigurationError(
             f"`{name}` is {value!r}; it must be {allowed}. Fix it under "
@@ -221,16 +226,16 @@ def elasticfunnels(
             "Fix it under [sources.elasticfunnels] or "
             "SOURCES__ELASTICFUNNELS__PER_PAGE."
         )
-    for name, value, allowed in (
-        ("lookback_days", lookback_days, "0 or more"),
-        ("reconcile_every_days", reconcile_every_days, "0 or more"),
-        ("max_requests_per_second", max_requests_per_second, "0 (no cap) or more"),
-        ("timeout_seconds", timeout_seconds, "more than 0"),
-        ("retry_budget_seconds", retry_budget_seconds, "0 or more"),
-        ("retry_floor_seconds", retry_floor_seconds, "0 or more"),
-        ("max_result_window", max_result_window, "0 (no limit) or more"),
+    for name, value, zero_means in (
+        ("lookback_days", lookback_days, ""),
+        ("reconcile_every_days", reconcile_every_days, ""),
+        ("max_requests_per_second", max_requests_per_second, "no cap"),
+        ("timeout_seconds", timeout_seconds, None),
+        ("retry_budget_seconds", retry_budget_seconds, ""),
+        ("retry_floor_seconds", retry_floor_seconds, ""),
+        ("max_result_window", max_result_window, "no limit"),
     ):
-        _check_number(name, value, allowed)
+        _check_number(name, value, zero_means)
     run = run or SyncRun()
     client = ApiClient(
         base_url,

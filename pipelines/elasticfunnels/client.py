@@ -160,12 +160,6 @@ class ApiClient:
                 f"host, such as https://app.elasticfunnels.io/api. Fix "
                 f"`base_url` under [sources.elasticfunnels] or {BASE_URL_SETTING}."
             )
-        if not timeout > 0:
-            raise ConfigurationError(
-                f"`timeout_seconds` is {timeout}; it must be more than 0. Fix it "
-                "under [sources.elasticfunnels] or "
-                "SOURCES__ELASTICFUNNELS__TIMEOUT_SECONDS."
-            )
         if concurrency < 1:
             raise ConfigurationError(
                 f"`concurrency` must be at least 1, not {concurrency}."
