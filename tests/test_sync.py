@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from urllib.parse import quote
 
+import httpx
 import pytest
 from dlt.common.configuration.exceptions import ConfigValueCannotBeCoercedException
 
 from pipelines.cli import main
 from pipelines.commands import EXIT_CONFIG, EXIT_INTERRUPTED, guarded, sync_command
-from pipelines.elasticfunnels.client import quote_email
+from pipelines.elasticfunnels import SyncRun
+from pipelines.elasticfunnels.client import ApiClient, TransientError, quote_email
 from pipelines.elasticfunnels.exceptions import (
     AuthError,
     ConfigurationError,
@@ -22,7 +27,13 @@ from pipelines.elasticfunnels.exceptions import (
 )
 from pipelines.elasticfunnels.records import email_key
 from pipelines.emulator import DEFAULT_BRAND, DEFAULT_KEY, Emulator
-from pipelines.sync import make_pipeline, resolve_paths, sync_lock, translate
+from pipelines.sync import (
+    make_pipeline,
+    normalize_workers,
+    resolve_paths,
+    sync_lock,
+    translate,
+)
 from tests.drilling import Watched
 from tests.syncing import FAST_RETRIES, api_rows, money, query, sync
 
@@ -423,3 +434,61 @@ def test_a_ctrl_c_behind_dlts_generator_error_is_still_a_ctrl_c():
             raise ValueError("generator already executing")  # noqa: B904
     except ValueError as exc:
         assert isinstance(translate(exc), KeyboardInterrupt)
+
+
+class InFlight(httpx.BaseTransport):
+    """Counts the requests the emulator is answering at once, holding each
+    for a few milliseconds so that they overlap."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+        self.now = self.most = 0
+        self._lock = threading.Lock()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        with self._lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            time.sleep(0.003)
+            return self.inner.handle_request(request)
+        finally:
+            with self._lock:
+                self.now -= 1
+
+
+def test_requests_in_flight_never_exceed_the_concurrency(fresh, tmp_path):
+    counted = InFlight(fresh.transport())
+    result = sync(fresh, tmp_path / "w.duckdb", transport=counted, concurrency=3)
+    assert result.run.details_fetched > 100
+    # More threads than slots wait for them; the slots alone bound the API.
+    assert counted.most == 3
+
+
+def test_json_the_fast_parser_refuses_is_still_read():
+    client = ApiClient("http://api.test/api", "7", "key")
+    try:
+        headers = {"Content-Type": "application/json"}
+        nan = httpx.Response(200, content=b'{"total": NaN}', headers=headers)
+        total = client._read("details", nan, missing_ok=False)["total"]
+        assert total != total  # NaN, as the standard library reads it
+        utf16 = httpx.Response(
+            200, content='{"name": "Zoë"}'.encode("utf-16"), headers=headers
+        )
+        assert client._read("details", utf16, missing_ok=False) == {"name": "Zoë"}
+        broken = httpx.Response(200, content=b'{"name": ', headers=headers)
+        with pytest.raises(TransientError, match="not valid JSON"):
+            client._read("details", broken, missing_ok=False)
+    finally:
+        client.close()
+
+
+def test_normalize_forks_a_pool_only_for_a_large_run(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    night, first = SyncRun(), SyncRun()
+    night.details_fetched = 93
+    first.details_fetched = 25_906
+    assert normalize_workers(night) == 1
+    assert normalize_workers(first) == 4
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert normalize_workers(first) == 1

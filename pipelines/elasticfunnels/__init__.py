@@ -258,7 +258,12 @@ def elasticfunnels(
         window=int(max_result_window),
         full=bool(full),
     )
-    pool = ThreadPoolExecutor(max_workers=int(concurrency), thread_name_prefix="efw")
+    # Twice as many threads as requests allowed in flight (the client's slots
+    # bound those): while one thread decodes an answer, another is already
+    # waiting for the slot it frees, so no slot idles between requests.
+    pool = ThreadPoolExecutor(
+        max_workers=2 * int(concurrency), thread_name_prefix="efw"
+    )
     run.http = client.stats
     run._closers += [client.close, pool.shutdown]
 

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import orjson
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -335,10 +336,7 @@ class ApiClient:
                 f"200 with a {response.headers.get('Content-Type', 'missing')} "
                 "body instead of JSON"
             )
-        try:
-            return response.json()
-        except ValueError:
-            raise TransientError("200 with a body that is not valid JSON") from None
+        return _decode(response)
 
     def _auth_message(self, status: int, response: httpx.Response) -> str:
         said = _message(response)
@@ -392,6 +390,19 @@ def describe(route: str) -> str:
 
 def type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
+
+
+def _decode(response: httpx.Response) -> Any:
+    """The JSON body: orjson first, at a fraction of the standard library's
+    CPU, which then decides what orjson refuses (NaN, Infinity, UTF-16)."""
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return response.json()
+    except ValueError:
+        raise TransientError("200 with a body that is not valid JSON") from None
 
 
 def _is_json(response: httpx.Response) -> bool:
