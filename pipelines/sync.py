@@ -197,6 +197,8 @@ class WarehouseCustomers:
     """What the loaded `customers` and `details` tables hold, for the source's
     change detection, read through dlt's SQL client."""
 
+    KEYS_A_BATCH = 10_000
+
     def __init__(self, pipeline: dlt.Pipeline) -> None:
         self._client_cm = pipeline.sql_client()
         self._client = self._client_cm.__enter__()
@@ -238,11 +240,18 @@ class WarehouseCustomers:
         }
 
     def active_keys(self) -> Iterator[list[str]]:
-        with self._client.execute_query(
-            f"select email_key from {self._customers} where deleted_at is null"
-        ) as cursor:
-            while batch := cursor.fetchmany(10_000):
-                yield [row[0] for row in batch]
+        # One query a batch, each after the last key of the one before: the
+        # caller queries this connection between batches, which would end an
+        # open cursor's result early (DuckDB does), and only a batch of keys
+        # is held at a time.
+        sql = (
+            f"select email_key from {self._customers} where deleted_at is null "
+            "and email_key > %s order by email_key limit %s"
+        )
+        after = ""
+        while rows := self._client.execute_sql(sql, after, self.KEYS_A_BATCH):
+            yield [row[0] for row in rows]
+            after = rows[-1][0]
 
     def rows(self, keys: list[str]) -> list[dict[str, Any]]:
         columns = ", ".join(CUSTOMER_COLUMNS)

@@ -28,6 +28,7 @@ from pipelines.elasticfunnels.exceptions import (
 from pipelines.elasticfunnels.records import email_key
 from pipelines.emulator import DEFAULT_BRAND, DEFAULT_KEY, Emulator
 from pipelines.sync import (
+    WarehouseCustomers,
     make_pipeline,
     normalize_workers,
     resolve_paths,
@@ -492,3 +493,28 @@ def test_normalize_forks_a_pool_only_for_a_large_run(monkeypatch):
     assert normalize_workers(first) == 4
     monkeypatch.setattr(os, "cpu_count", lambda: 1)
     assert normalize_workers(first) == 1
+
+
+def test_a_reconcile_marks_every_vanished_customer_in_one_run(
+    fresh, tmp_path, monkeypatch
+):
+    warehouse = tmp_path / "w.duckdb"
+    sync(fresh, warehouse)
+    fresh.set_clock(MID_1997 - timedelta(days=60))
+    vanished = {email_key(r["customer_email"]) for r in api_rows(fresh)}
+    fresh.set_clock(MID_1997)
+    vanished = {email_key(r["customer_email"]) for r in api_rows(fresh)} - vanished
+    fresh.set_clock(MID_1997 - timedelta(days=60))
+    # Small batches of known keys, so that the vanished are spread over many
+    # and each batch's lookup runs between two reads of the key list.
+    monkeypatch.setattr(WarehouseCustomers, "KEYS_A_BATCH", 7)
+
+    result = sync(fresh, warehouse, full=True)
+
+    assert len(vanished) > 3 * 7
+    assert result.run.deleted == len(vanished)
+    marked = query(
+        warehouse,
+        "select email_key from elasticfunnels.customers where deleted_at is not null",
+    )
+    assert {key for (key,) in marked} == vanished
