@@ -128,8 +128,10 @@ def guarded(action: Any) -> tuple[int, Any]:
         names = ", ".join(
             f"SOURCES__ELASTICFUNNELS__{field.upper()}" for field in exc.fields
         )
+        one = len(exc.fields) == 1
         print(
-            f"efw: missing settings: {', '.join(exc.fields)}. Put them under "
+            f"efw: missing {'setting' if one else 'settings'}: "
+            f"{', '.join(exc.fields)}. Put {'it' if one else 'them'} under "
             "[sources.elasticfunnels] in .dlt/config.toml (the key in "
             f".dlt/secrets.toml), or set {names}.",
             file=sys.stderr,

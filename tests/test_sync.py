@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +22,7 @@ from pipelines.commands import EXIT_CONFIG, EXIT_INTERRUPTED, guarded, sync_comm
 from pipelines.elasticfunnels import SyncRun
 from pipelines.elasticfunnels.client import ApiClient, TransientError, quote_email
 from pipelines.elasticfunnels.exceptions import (
+    ApiError,
     AuthError,
     ConfigurationError,
     WarehouseLocked,
@@ -485,7 +487,7 @@ def test_json_the_fast_parser_refuses_is_still_read():
 
 
 def test_normalize_forks_a_pool_only_for_a_large_run(monkeypatch):
-    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
     night, first = SyncRun(), SyncRun()
     night.details_fetched = 93
     first.details_fetched = 25_906
@@ -518,3 +520,49 @@ def test_a_reconcile_marks_every_vanished_customer_in_one_run(
         "select email_key from elasticfunnels.customers where deleted_at is not null",
     )
     assert {key for (key,) in marked} == vanished
+
+
+def test_a_warehouse_refuses_a_second_brand(fresh, tmp_path):
+    warehouse = tmp_path / "w.duckdb"
+    sync(fresh, warehouse)
+    counts = "select count(*), max(synced_at) from elasticfunnels.customers"
+    before = query(warehouse, counts)
+    fresh.reset_counts()
+
+    with pytest.raises(ConfigurationError) as refused:
+        sync(fresh, warehouse, brand="2000")
+
+    message = str(refused.value)
+    assert f"holds brand `{DEFAULT_BRAND}`" in message
+    assert "brand `2000`" in message and "--warehouse" in message
+    assert sum(fresh.counts.values()) == 0
+    assert query(warehouse, counts) == before
+    # The brand it holds still syncs; a new warehouse asks the API for the
+    # other (which this emulator does not serve).
+    sync(fresh, warehouse)
+    with pytest.raises(AuthError) as other:
+        sync(fresh, tmp_path / "other.duckdb", brand="2000")
+    assert "holds brand" not in str(other.value)
+
+
+def test_an_api_never_reached_points_at_the_base_url():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens here once closed
+    client = ApiClient(
+        f"http://127.0.0.1:{port}/api",
+        "7",
+        "secret-key-1234",
+        retry_budget=0.3,
+        retry_floor=0.05,
+    )
+    try:
+        with pytest.raises(ApiError) as failed:
+            client.quick_access()
+    finally:
+        client.close()
+    message = str(failed.value)
+    assert "connection failed (ConnectError" in message
+    assert "If `127.0.0.1` is not the API's host, fix `base_url`" in message
+    assert "SOURCES__ELASTICFUNNELS__BASE_URL" in message
+    assert "secret-key-1234" not in message

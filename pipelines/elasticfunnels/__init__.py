@@ -34,6 +34,7 @@ from typing import Any, Protocol
 import dlt
 import httpx
 import numpy as np
+from dlt.common.exceptions import PipelineStateNotAvailable
 from dlt.sources import DltResource
 
 from pipelines.elasticfunnels import settings
@@ -179,6 +180,23 @@ def _check_number(name: str, value: Any, zero_means: str | None) -> None:
         )
 
 
+def _one_brand(brand: str) -> None:
+    """A warehouse holds one brand: the first sync records which, and a sync
+    for another is refused before it sends a request or merges a row."""
+    try:
+        held = dlt.current.source_state().get("brand")
+    except PipelineStateNotAvailable:
+        return  # the source used outside a pipeline
+    if held is not None and held != brand:
+        raise ConfigurationError(
+            f"This warehouse holds brand `{held}`, and the settings ask for "
+            f"brand `{brand}`; syncing it here would mix two brands' customers. "
+            "Give each brand its own warehouse (--warehouse PATH.duckdb or "
+            "EFW__WAREHOUSE), or fix `brand` under [sources.elasticfunnels] "
+            "(SOURCES__ELASTICFUNNELS__BRAND)."
+        )
+
+
 def quarantine(
     run: SyncRun, resource: str, kind: str, reason: str, row: Any, key: str | None
 ) -> Any:
@@ -248,6 +266,11 @@ def elasticfunnels(
         retry_floor=float(retry_floor_seconds),
         transport=transport,
     )
+    try:
+        _one_brand(client.brand)
+    except ConfigurationError:
+        client.close()
+        raise
     scanner = CustomerScan(
         client,
         run,
@@ -274,6 +297,7 @@ def elasticfunnels(
         columns=settings.CUSTOMER_COLUMNS,
     )
     def customers() -> Iterator[Any]:
+        dlt.current.source_state().setdefault("brand", client.brand)
         yield from scanner.scan(dlt.current.resource_state())
 
     @dlt.transformer(

@@ -46,10 +46,13 @@ BASE_URL_SETTING = "SOURCES__ELASTICFUNNELS__BASE_URL"
 class TransientError(Exception):
     """One failed attempt that is worth another; carries the server's wish."""
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, reason: str, retry_after: float | None = None, unreachable: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.unreachable = unreachable
 
 
 @dataclass
@@ -163,9 +166,15 @@ class ApiClient:
             )
         if concurrency < 1:
             raise ConfigurationError(
-                f"`concurrency` must be at least 1, not {concurrency}."
+                f"`concurrency` must be at least 1, not {concurrency}. Fix it "
+                "under [sources.elasticfunnels] or "
+                "SOURCES__ELASTICFUNNELS__CONCURRENCY."
             )
         self.brand = str(brand)
+        self.host = url.host
+        # Whether the API has answered this run at all: a host that never
+        # did is more likely a wrong `base_url` than an outage.
+        self.answered = False
         self.prefix = f"/brands/{quote(self.brand, safe='')}/customers"
         self.retry_budget = retry_budget
         self.retry_floor = retry_floor
@@ -271,10 +280,16 @@ class ApiClient:
                 if exc.retry_after
                 else ""
             )
+            where = (
+                f"If `{self.host}` is not the API's host, fix `base_url` "
+                f"({BASE_URL_SETTING}); if it is, the API may be down. "
+                if exc.unreachable and not self.answered
+                else ""
+            )
             raise ApiError(
                 f"The {describe(route)} kept failing, and retrying would have "
                 f"run past `retry_budget_seconds` ({self.retry_budget:g} s); "
-                f"last: {exc.reason}{asked}. "
+                f"last: {exc.reason}{asked}. {where}"
                 "Nothing was loaded from this run; rerun `efw sync` later, or "
                 "raise `retry_budget_seconds` under [sources.elasticfunnels]."
             ) from None
@@ -291,9 +306,15 @@ class ApiClient:
             except httpx.TimeoutException as exc:
                 raise TransientError(f"timed out ({type(exc).__name__})") from None
             except httpx.TransportError as exc:
+                # httpx's text names the host and the socket's error, never
+                # a header: "[Errno -2] Name or service not known".
+                said = str(exc)[:120]
                 raise TransientError(
-                    f"connection failed ({type(exc).__name__})"
+                    f"connection failed ({type(exc).__name__}"
+                    f"{': ' + said if said else ''})",
+                    unreachable=True,
                 ) from None
+        self.answered = True
         logger.debug("GET %s -> %s", route, response.status_code)
         return self._read(route, response, missing_ok)
 
