@@ -257,10 +257,10 @@ class Progress:
             self._last_line = now
         of_total = f" of {run.expected:,}" if run.expected else ""
         logger.info(
-            "%s scan: %d pages, %d%s customers listed, %s",
+            "%s scan: %s pages, %s%s customers listed, %s",
             run.mode,
-            run.pages,
-            run.listed,
+            f"{run.pages:,}",
+            f"{run.listed:,}",
             of_total,
             details,
         )
