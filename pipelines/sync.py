@@ -401,7 +401,11 @@ def _finish_pending(pipeline: dlt.Pipeline) -> int:
     Its state travels in the same package, so loading it first keeps the
     cursor and the data in step.
     """
-    pipeline.sync_destination()
+    if not pipeline.has_pending_data or pipeline.list_completed_load_packages():
+        # Skipped for a first sync stopped after its extract: nothing is in
+        # the warehouse yet, and dlt would take the missing dataset for a
+        # dropped one and wipe the working folder, the package with it.
+        pipeline.sync_destination()
     if not pipeline.has_pending_data:
         return 0
     logger.info("loading what an earlier run left behind")

@@ -34,6 +34,7 @@ from pipelines.sync import (
     make_pipeline,
     normalize_workers,
     resolve_paths,
+    run_sync,
     sync_lock,
     translate,
 )
@@ -566,3 +567,34 @@ def test_an_api_never_reached_points_at_the_base_url():
     assert "If `127.0.0.1` is not the API's host, fix `base_url`" in message
     assert "SOURCES__ELASTICFUNNELS__BASE_URL" in message
     assert "secret-key-1234" not in message
+
+
+def test_a_first_sync_stopped_after_extract_resumes(fresh, tmp_path):
+    warehouse = tmp_path / "w.duckdb"
+
+    def stop() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sync(
+            warehouse=warehouse,
+            transport=fresh.transport(),
+            hooks={"after_extract": stop},
+            base_url="http://emulator.test/api",
+            brand=DEFAULT_BRAND,
+            access_key=DEFAULT_KEY,
+            build=False,
+        )
+    assert fresh.counts["details"] == len(api_rows(fresh))
+    fresh.reset_counts()
+
+    rerun = sync(fresh, warehouse)
+
+    # What the stopped run fetched is loaded, not fetched again.
+    assert rerun.resumed_packages == 1
+    assert fresh.counts["details"] == 0
+    [(customers,)] = query(warehouse, "select count(*) from elasticfunnels.customers")
+    assert customers == len(api_rows(fresh))
+    # And the brand it was fetched for is the warehouse's.
+    with pytest.raises(ConfigurationError, match=f"holds brand `{DEFAULT_BRAND}`"):
+        sync(fresh, warehouse, brand="2000")

@@ -304,11 +304,15 @@ class ApiClient:
             try:
                 response = self._http.get(path, params=params)
             except httpx.TimeoutException as exc:
-                raise TransientError(f"timed out ({type(exc).__name__})") from None
+                raise TransientError(
+                    f"timed out ({type(exc).__name__})",
+                    # No connection at all, as from a host that drops packets.
+                    unreachable=isinstance(exc, httpx.ConnectTimeout),
+                ) from None
             except httpx.TransportError as exc:
                 # httpx's text names the host and the socket's error, never
                 # a header: "[Errno -2] Name or service not known".
-                said = str(exc)[:120]
+                said = str(exc)[:300]
                 raise TransientError(
                     f"connection failed ({type(exc).__name__}"
                     f"{': ' + said if said else ''})",
