@@ -700,14 +700,29 @@ def _error(command: str, message: object) -> None:
     print(f"efw {command}: {message}", file=sys.stderr)
 
 
-def _warehouse_failure(command: str, what: str, exc: Exception, outcome: str) -> int:
+def _warehouse_failure(
+    command: str, what: str, exc: Exception, outcome: str, warehouse: Path
+) -> int:
     """Reports a DuckDB error: exit 4 when another process holds the file, as
     `efw sync` does, so a scheduler tells a busy warehouse from a bad one."""
-    from pipelines.sync import _lock_error
+    from pipelines.sync import _lock_error, sync_running
 
     lock = _lock_error(exc, rerun=f"efw {command}", outcome=outcome)
     if lock is not None:
-        _error(command, lock)
+        if sync_running(warehouse):
+            after = (
+                "it rebuilds the models and publishes the copy itself"
+                if command == "models"
+                else "or export now from the published copy, --warehouse "
+                f"{warehouse.with_name(warehouse.stem + '.published.duckdb')}"
+            )
+            _error(
+                command,
+                f"An `efw sync` is writing {warehouse} now; rerun `efw {command}` "
+                f"when it ends ({after}); {outcome}",
+            )
+        else:
+            _error(command, lock)
         return lock.exit_code
     _error(command, f"{what}: {exc}")
     return 2
@@ -739,7 +754,7 @@ def _models_command(args) -> int:
         return 2
     except duckdb.Error as exc:
         what = f"cannot open the warehouse {warehouse}"
-        return _warehouse_failure("models", what, exc, "nothing was built.")
+        return _warehouse_failure("models", what, exc, "nothing was built.", warehouse)
 
     try:
         built = build_models(con, business_timezone=timezone)
@@ -772,6 +787,7 @@ def _models_command(args) -> int:
             f"cannot publish {warehouse}",
             exc,
             "the models are built, but the published copy is the previous one.",
+            warehouse,
         )
     print(f"published {published}")
     return 0
@@ -788,7 +804,9 @@ def _export_command(args) -> int:
         return 2
     except duckdb.Error as exc:
         what = f"cannot read the warehouse {warehouse}"
-        return _warehouse_failure("export", what, exc, "nothing was exported.")
+        return _warehouse_failure(
+            "export", what, exc, "nothing was exported.", warehouse
+        )
     for path in written:
         print(f"wrote {path}")
     return 0

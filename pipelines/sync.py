@@ -71,7 +71,11 @@ class Paths:
 
     @property
     def lock_file(self) -> Path:
-        return self.warehouse.with_name(self.warehouse.name + ".sync-lock")
+        return lock_file_of(self.warehouse)
+
+
+def lock_file_of(warehouse: Path) -> Path:
+    return warehouse.with_name(warehouse.name + ".sync-lock")
 
 
 def resolve_paths(warehouse: str | os.PathLike[str] | None = None) -> Paths:
@@ -191,6 +195,21 @@ def sync_lock(paths: Paths) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def sync_running(warehouse: Path) -> bool:
+    """Whether an `efw sync` holds the lock of `warehouse` now."""
+    try:
+        handle = open(lock_file_of(warehouse))
+    except OSError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
 
 
 class WarehouseCustomers:

@@ -1087,3 +1087,29 @@ def test_default_warehouse_and_timezone_come_from_the_efw_settings(
     monkeypatch.setenv("EFW__BUSINESS_TIMEZONE", "Asia/Tokyo")
     assert models.default_warehouse() == tmp_path / "brand.duckdb"
     assert models.default_business_timezone() == "Asia/Tokyo"
+
+
+def test_cli_a_warehouse_a_sync_writes_says_so(warehouse, tmp_path, capsys):
+    from pipelines.sync import resolve_paths, sync_lock
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCKER, str(warehouse)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        with sync_lock(resolve_paths(warehouse)):
+            code = efw("models", "--warehouse", str(warehouse))
+            err = capsys.readouterr().err
+        after = efw("models", "--warehouse", str(warehouse))
+        after_err = capsys.readouterr().err
+    finally:
+        holder.communicate("", timeout=30)
+
+    assert code == after == 4
+    assert f"An `efw sync` is writing {warehouse} now" in err
+    assert "rebuilds the models and publishes the copy itself" in err
+    # Once the sync has let go, the holder is some other program again.
+    assert "locked by another process" in after_err
