@@ -714,7 +714,7 @@ def _warehouse_failure(
                 "it rebuilds the models and publishes the copy itself"
                 if command == "models"
                 else "or export now from the published copy, --warehouse "
-                f"{warehouse.with_name(warehouse.stem + '.published.duckdb')}"
+                f"{published_path(warehouse)}"
             )
             _error(
                 command,

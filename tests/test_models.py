@@ -11,6 +11,8 @@ import shutil
 import subprocess
 import sys
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -1053,9 +1055,9 @@ sys.stdin.read()
 """
 
 
-def test_cli_a_warehouse_another_process_holds_exits_4_as_sync_does(
-    warehouse, tmp_path, capsys
-):
+@contextmanager
+def held_open(warehouse: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding `warehouse` open, as a BI tool would."""
     holder = subprocess.Popen(
         [sys.executable, "-c", LOCKER, str(warehouse)],
         stdin=subprocess.PIPE,
@@ -1064,15 +1066,31 @@ def test_cli_a_warehouse_another_process_holds_exits_4_as_sync_does(
     )
     try:
         assert holder.stdout.readline().strip() == "holding"
-        models_code = efw("models", "--warehouse", str(warehouse))
-        models_err = capsys.readouterr().err
-        out = str(tmp_path / "out")
-        export_code = efw(
-            "export", "--format", "csv", "--warehouse", str(warehouse), "--out", out
-        )
-        export_err = capsys.readouterr().err
+        yield holder
     finally:
         holder.communicate("", timeout=30)
+
+
+def models_and_export(warehouse: Path, out: Path, capsys) -> list[tuple[int, str]]:
+    """`efw models` and `efw export` on `warehouse`: each one's exit code and
+    what it printed to stderr."""
+    said = []
+    for command in (
+        ["models", "--warehouse", str(warehouse)],
+        ["export", "--format", "csv", "--warehouse", str(warehouse), "--out", str(out)],
+    ):
+        code = efw(*command)
+        said.append((code, capsys.readouterr().err))
+    return said
+
+
+def test_cli_a_warehouse_another_process_holds_exits_4_as_sync_does(
+    warehouse, tmp_path, capsys
+):
+    with held_open(warehouse) as holder:
+        [(models_code, models_err), (export_code, export_err)] = models_and_export(
+            warehouse, tmp_path / "out", capsys
+        )
 
     assert models_code == export_code == 4
     held = f"locked by another process (process {holder.pid})"
@@ -1092,24 +1110,18 @@ def test_default_warehouse_and_timezone_come_from_the_efw_settings(
 def test_cli_a_warehouse_a_sync_writes_says_so(warehouse, tmp_path, capsys):
     from pipelines.sync import resolve_paths, sync_lock
 
-    holder = subprocess.Popen(
-        [sys.executable, "-c", LOCKER, str(warehouse)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "holding"
+    with held_open(warehouse):
         with sync_lock(resolve_paths(warehouse)):
-            code = efw("models", "--warehouse", str(warehouse))
-            err = capsys.readouterr().err
-        after = efw("models", "--warehouse", str(warehouse))
-        after_err = capsys.readouterr().err
-    finally:
-        holder.communicate("", timeout=30)
+            during = models_and_export(warehouse, tmp_path / "out", capsys)
+        after = models_and_export(warehouse, tmp_path / "out", capsys)
 
-    assert code == after == 4
-    assert f"An `efw sync` is writing {warehouse} now" in err
-    assert "rebuilds the models and publishes the copy itself" in err
+    [(models_code, models_err), (export_code, export_err)] = during
+    assert models_code == export_code == 4
+    writing = f"An `efw sync` is writing {warehouse} now"
+    assert writing in models_err and writing in export_err
+    assert "rebuilds the models and publishes the copy itself" in models_err
+    published = models.published_path(warehouse)
+    assert f"export now from the published copy, --warehouse {published}" in export_err
     # Once the sync has let go, the holder is some other program again.
-    assert "locked by another process" in after_err
+    assert [code for code, _ in after] == [4, 4]
+    assert all("locked by another process" in err for _, err in after)

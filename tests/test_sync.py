@@ -34,7 +34,6 @@ from pipelines.sync import (
     make_pipeline,
     normalize_workers,
     resolve_paths,
-    run_sync,
     sync_lock,
     translate,
 )
@@ -576,15 +575,7 @@ def test_a_first_sync_stopped_after_extract_resumes(fresh, tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_sync(
-            warehouse=warehouse,
-            transport=fresh.transport(),
-            hooks={"after_extract": stop},
-            base_url="http://emulator.test/api",
-            brand=DEFAULT_BRAND,
-            access_key=DEFAULT_KEY,
-            build=False,
-        )
+        sync(fresh, warehouse, hooks={"after_extract": stop})
     assert fresh.counts["details"] == len(api_rows(fresh))
     fresh.reset_counts()
 
