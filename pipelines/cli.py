@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from pipelines import __version__
@@ -38,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
         # one that has no use for a message of its own.
         print("efw: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader left early (`efw query ... | head`): nothing is wrong,
+        # and nothing more can be said. Python's flush at exit would fail on
+        # the same pipe, so stdout goes nowhere from here on.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
