@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -565,6 +567,60 @@ def test_an_api_never_reached_points_at_the_base_url():
     assert "connection failed (ConnectError" in message
     assert "If `127.0.0.1` is not the API's host, fix `base_url`" in message
     assert "SOURCES__ELASTICFUNNELS__BASE_URL" in message
+    assert "secret-key-1234" not in message
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
+def test_a_certificate_that_fails_verification_stops_at_once(tmp_path):
+    # A server whose certificate no public authority signed.
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=localhost", "-keyout", tmp_path / "key.pem",
+         "-out", tmp_path / "cert.pem"],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    handshakes = []
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        def serve() -> None:
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                handshakes.append(1)
+                try:
+                    context.wrap_socket(conn, server_side=True).close()
+                except (ssl.SSLError, OSError):
+                    conn.close()
+
+        threading.Thread(target=serve, daemon=True).start()
+        client = ApiClient(
+            f"https://127.0.0.1:{port}/api",
+            "7",
+            "secret-key-1234",
+            retry_budget=30,
+            retry_floor=0.05,
+        )
+        try:
+            with pytest.raises(ConfigurationError) as refused:
+                client.quick_access()
+        finally:
+            client.close()
+    message = str(refused.value)
+    # Not retried: one try, and the message says why and what to change.
+    assert client.stats.requests == 1
+    assert len(handshakes) == 1
+    assert "TLS certificate of `127.0.0.1` could not be verified" in message
+    assert "self-signed certificate" in message
+    assert "SOURCES__ELASTICFUNNELS__BASE_URL" in message
+    assert "SSL_CERT_FILE" in message
     assert "secret-key-1234" not in message
 
 

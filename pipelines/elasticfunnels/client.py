@@ -11,6 +11,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -91,6 +92,22 @@ class RateLimiter:
             self._next_at = start + 1.0 / self.rate
         if start > now:
             time.sleep(start - now)
+
+
+def _certificate_refusal(exc: BaseException) -> str | None:
+    """Why TLS refused the server's certificate, if that is what `exc` is.
+
+    httpx wraps httpcore's error, which wraps the `ssl` one; other TLS
+    failures (a handshake cut short) stay transient.
+    """
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return cause.verify_message or cause.reason or "certificate refused"
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -310,6 +327,17 @@ class ApiClient:
                     unreachable=isinstance(exc, httpx.ConnectTimeout),
                 ) from None
             except httpx.TransportError as exc:
+                refused = _certificate_refusal(exc)
+                if refused is not None:
+                    # Another try meets the same certificate.
+                    raise ConfigurationError(
+                        f"The TLS certificate of `{self.host}` could not be "
+                        f"verified ({refused}), so no request was sent. If "
+                        f"`{self.host}` is not the API's host, fix `base_url` "
+                        f"({BASE_URL_SETTING}). If a proxy on your network "
+                        "re-signs HTTPS, point the SSL_CERT_FILE environment "
+                        "variable at its CA bundle. Nothing was loaded."
+                    ) from None
                 # httpx's text names the host and the socket's error, never
                 # a header: "[Errno -2] Name or service not known".
                 said = str(exc)[:300]
