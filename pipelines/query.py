@@ -8,6 +8,8 @@ read-only copy BI tools use, so it never blocks a sync.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
 from pathlib import Path
 
@@ -66,14 +68,20 @@ def query_command(args: argparse.Namespace) -> int:
             # are asked for: an error may come from either step.
             relation = con.sql(args.sql)
             if relation is not None:
-                relation.show(max_rows=args.max_rows, max_width=160)
+                table = io.StringIO()
+                with contextlib.redirect_stdout(table):
+                    relation.show(max_rows=args.max_rows, max_width=160)
                 rows = relation.shape[0]
         except duckdb.Error as exc:
             print(f"efw query: {exc}", file=sys.stderr)
             return EXIT_FAILED
-    # DuckDB counts the rows itself only when it leaves some out.
-    if relation is not None and rows <= args.max_rows:
-        print(f"{rows:,} row{'' if rows == 1 else 's'}")
+    if relation is not None:
+        text = table.getvalue()
+        sys.stdout.write(text)
+        # DuckDB counts the rows below the table itself only when it leaves
+        # rows or columns out.
+        if "row" not in text.rpartition("┘")[2]:
+            print(f"{rows:,} row{'' if rows == 1 else 's'}")
     return EXIT_OK
 
 

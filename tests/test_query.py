@@ -38,6 +38,28 @@ def test_prints_the_rows_of_the_published_copy(published, capsys):
     assert "buyers" in out and f"{size}" in out
 
 
+@pytest.mark.parametrize(
+    ("sql", "counts"),
+    [
+        # All shown: efw counts them.
+        ("select * from range(3)", ["3 rows"]),
+        ("select 1 as one", ["1 row"]),
+        # Too many rows or too many columns to show: DuckDB counts them.
+        ("select * from range(50)", ["50 rows", "(40 shown)"]),
+        (
+            "select " + ", ".join(f"{i} as wide_column_{i}" for i in range(40)),
+            ["1 row", "40 columns"],
+        ),
+    ],
+)
+def test_the_row_count_is_printed_once(published, capsys, sql, counts):
+    assert main(["query", sql, "--warehouse", str(published)]) == 0
+    out = capsys.readouterr().out
+    for count in counts:
+        assert out.count(count) == 1, out[-400:]
+    assert out.count(" row") == 1
+
+
 def test_a_bad_statement_exits_1_with_duckdbs_message(published, capsys):
     code = main(
         ["query", "select * from marts.no_such_mart", "--warehouse", str(published)]
