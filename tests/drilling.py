@@ -69,7 +69,7 @@ class Snapshot(dict):
 
     def rows(self, table: str) -> list[dict[str, Any]]:
         columns, rows = self.get(table, ((), []))
-        return [dict(zip(columns, row)) for row in rows]
+        return [dict(zip(columns, row, strict=True)) for row in rows]
 
     def count(self, table: str) -> int:
         return len(self.get(table, ((), []))[1])

@@ -9,7 +9,7 @@ import logging
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -43,7 +43,7 @@ from tests.syncing import api_rows, query, sync
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-T0 = datetime(1997, 5, 1, 3, tzinfo=timezone.utc)
+T0 = datetime(1997, 5, 1, 3, tzinfo=UTC)
 T1 = T0 + timedelta(days=3)
 
 
@@ -234,9 +234,7 @@ def test_a_retry_after_past_the_budget_fails_at_once(em, base, tmp_path, capsys)
     loads = load_ids(warehouse)
 
     started = time.monotonic()
-    code, _ = guarded(
-        lambda: sync(em, warehouse, now=T1, retry_budget_seconds=5)
-    )
+    code, _ = guarded(lambda: sync(em, warehouse, now=T1, retry_budget_seconds=5))
 
     assert code == EXIT_API == 3
     assert time.monotonic() - started < 5

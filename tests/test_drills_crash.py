@@ -7,7 +7,7 @@ import json
 import signal
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -31,7 +31,7 @@ from tests.drilling import (
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-T0 = datetime(1997, 3, 1, 3, tzinfo=timezone.utc)
+T0 = datetime(1997, 3, 1, 3, tzinfo=UTC)
 T1 = T0 + timedelta(days=10)
 SOURCE = {
     "per_page": 20,

@@ -3,7 +3,7 @@ the source no longer lists (deleted), through to the SQL models."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -92,7 +92,7 @@ def test_page_drift_during_a_reconcile(name, fresh, tmp_path):
     every order placed during the scan. A full reconcile afterwards equals
     a fresh full sync."""
     start, drift, settings = DRIFTS[name]
-    start = start.replace(tzinfo=timezone.utc)
+    start = start.replace(tzinfo=UTC)
     fresh.set_clock(start)
     at_start = listed_now(fresh)
     newest_at_start = max(d for d in at_start.values() if d is not None)
@@ -134,7 +134,7 @@ def test_page_drift_during_incremental_runs(fresh, tmp_path):
     a place, so a row is read twice, never skipped. Every night of a week
     with drift on, nobody is kept twice; the next night without drift finds
     every order placed meanwhile."""
-    start = datetime(1997, 6, 3, 3, tzinfo=timezone.utc)
+    start = datetime(1997, 6, 3, 3, tzinfo=UTC)
     fresh.set_clock(start)
     warehouse = tmp_path / "w.duckdb"
     sync(fresh, warehouse, now=start)
@@ -175,7 +175,7 @@ def test_a_missed_row_means_a_rescan_or_a_failure(fresh, tmp_path):
     three reads, it fails, loads nothing and leaves the cursor where it was.
     The emulator only adds customers, so a transport hides one list row, as
     when a customer before it leaves the list while the scan passes."""
-    start = datetime(1997, 6, 3, 3, tzinfo=timezone.utc)
+    start = datetime(1997, 6, 3, 3, tzinfo=UTC)
     fresh.set_clock(start)
     warehouse = tmp_path / "w.duckdb"
     sync(fresh, warehouse, now=start)
@@ -212,7 +212,7 @@ def test_deleted_customers_are_flagged_and_left_out(fresh, tmp_path):
     """Customers the reconcile no longer finds get `deleted_at`; the models
     keep them in `customer_ltv` flagged `is_deleted` and leave them out of
     cohorts, retention, RFM, monthly revenue and `ltv_check`."""
-    now = datetime(1997, 1, 20, 3, tzinfo=timezone.utc)
+    now = datetime(1997, 1, 20, 3, tzinfo=UTC)
     fresh.set_clock(now)
     warehouse = tmp_path / "w.duckdb"
     sync(fresh, warehouse, now=now)

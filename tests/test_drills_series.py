@@ -3,7 +3,7 @@ instant does, row for row, with faults off and with faults on."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 WEEK = timedelta(days=7).total_seconds()
 RECONCILE_EVERY_DAYS = 28
 #: The first night, three weeks into the subset's first purchases.
-FIRST = datetime(1997, 1, 22, 3, tzinfo=timezone.utc)
+FIRST = datetime(1997, 1, 22, 3, tzinfo=UTC)
 #: 85 nights a week apart end on 1998-09-02, after the data set's last event
 #: (a chargeback before 1998-09-01). Every fourth night is a reconcile, so
 #: the first and the last are.

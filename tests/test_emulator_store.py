@@ -60,9 +60,7 @@ def small_synthetic() -> data.Dataset:
     return data.synthetic(25_000)
 
 
-@pytest.fixture(
-    scope="module", params=["cdnow-now", "cdnow-mid-1997", "synthetic-now"]
-)
+@pytest.fixture(scope="module", params=["cdnow-now", "cdnow-mid-1997", "synthetic-now"])
 def store(request, cdnow, small_synthetic) -> Store:
     """A store over each world worth checking the invariants of."""
     if request.param == "cdnow-now":
@@ -101,6 +99,7 @@ def test_each_cdnow_row_is_one_order_on_its_date(raw, cdnow):
             [day.strftime("%Y%m%d") for day in _utc_dates(times)],
             cdnow.event_units[purchase].tolist(),
             cdnow.event_cents[purchase].tolist(),
+            strict=True,
         )
     )
     theirs = sorted((c, d, u, int(v * 100)) for c, d, u, v in raw)
@@ -164,7 +163,9 @@ def test_emails_are_unique_and_come_in_real_shapes(world, request):
 
     names = [
         f"{first} {last}"
-        for first, last in zip(dataset.first_name.tolist(), dataset.last_name.tolist())
+        for first, last in zip(
+            dataset.first_name.tolist(), dataset.last_name.tolist(), strict=True
+        )
     ]
     assert 0.02 < sum(not name.isascii() for name in names) / len(names) < 0.3
     countries = Counter(dataset.country.tolist())
@@ -252,12 +253,13 @@ def test_quick_access_counts_match_the_list(store):
     counts = store.quick_access()
     rows = all_rows(store)
 
-    assert counts["customers"] == store.list_customers(
-        offset=0, limit=1, type="customer"
-    )[1]
-    assert counts["abandons"] == store.list_customers(
-        offset=0, limit=1, type="abandon"
-    )[1]
+    assert (
+        counts["customers"]
+        == store.list_customers(offset=0, limit=1, type="customer")[1]
+    )
+    assert (
+        counts["abandons"] == store.list_customers(offset=0, limit=1, type="abandon")[1]
+    )
     assert counts["all"] == counts["customers"] + counts["abandons"] == len(rows)
     assert counts["all"] == len(store.emails())
     assert counts["refunds"] == sum(row["total_refunds"] > 0 for row in rows)
@@ -302,9 +304,7 @@ def test_as_of_hides_every_later_event(cdnow):
 
     # Refunds count from the moment they happen, not from the order's date.
     refunded = cdnow.reversal != data.NO_REVERSAL
-    pending = refunded & (cdnow.event_time <= instant) & (
-        cdnow.reversal_time > instant
-    )
+    pending = refunded & (cdnow.event_time <= instant) & (cdnow.reversal_time > instant)
     assert pending.any()
     event = int(np.flatnonzero(pending)[0])
     email = str(cdnow.email[cdnow.event_customer[event]])
@@ -382,7 +382,7 @@ def test_nulls_sort_last_in_both_directions(cdnow, column):
             for row in all_rows(store, sort=column, sort_direction=direction)
         ]
         present = [value for value in values if value is not None]
-        assert values[len(present):] == [None] * (len(values) - len(present))
+        assert values[len(present) :] == [None] * (len(values) - len(present))
         assert len(present) < len(values)
         assert present == sorted(present, reverse=direction == "desc")
 
@@ -575,9 +575,9 @@ def test_subscriptions_follow_list_visible_data(world, request):
     dataset = request.getfixturevalue(world)
     store = Store(dataset)
     per_customer = np.diff(dataset.subscription_offsets)
-    buyers = np.add.reduceat(
-        dataset.event_kind == data.PURCHASE, dataset.offsets[:-1]
-    ) > 0
+    buyers = (
+        np.add.reduceat(dataset.event_kind == data.PURCHASE, dataset.offsets[:-1]) > 0
+    )
     assert 0.07 < (per_customer[buyers] > 0).mean() < 0.09
     assert not (per_customer[~buyers] > 0).any()
     assert len(set(dataset.subscription_id.tolist())) == len(dataset.subscription_id)

@@ -90,4 +90,3 @@ def test_no_published_copy_exits_2_saying_what_to_run(tmp_path, capsys):
     code = main(["query", "select 1", "--warehouse", str(tmp_path / "w.duckdb")])
     assert code == 2
     assert "run `efw sync`" in capsys.readouterr().err
-

@@ -574,9 +574,22 @@ def test_an_api_never_reached_points_at_the_base_url():
 def test_a_certificate_that_fails_verification_stops_at_once(tmp_path):
     # A server whose certificate no public authority signed.
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=localhost", "-keyout", tmp_path / "key.pem",
-         "-out", tmp_path / "cert.pem"],
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            tmp_path / "key.pem",
+            "-out",
+            tmp_path / "cert.pem",
+        ],
         check=True,
         capture_output=True,
     )

@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import dlt
@@ -99,7 +99,7 @@ class NothingKnown:
 class SyncRun:
     """One run's clock, counters and progress hooks, shared with the caller."""
 
-    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     mode: str = "incremental"
     # Customers the API lists, when the scan reads them all (for an ETA).
     expected: int = 0
@@ -319,7 +319,7 @@ def elasticfunnels(
         rows = [r for r in batch if "row_hash" in r and r.get("deleted_at") is None]
         run.bump("details_queued", len(rows))
         records = []
-        for row, body in zip(rows, pool.map(_fetch_details, rows)):
+        for row, body in zip(rows, pool.map(_fetch_details, rows), strict=True):
             run.bump("details_fetched")
             key = row["email_key"]
             if body is None:
@@ -467,7 +467,7 @@ class CustomerScan:
         # read early do not show theirs: the newest date seen overall would
         # put the cursor past those. The newest date at the start is safe.
         horizon = self._newest_listed()
-        for attempt in range(3):
+        for _attempt in range(3):
             expected = yield from self._scan_everything()
             if self.distinct >= expected:
                 break
@@ -719,7 +719,7 @@ def _parse(value: Any) -> datetime | None:
     if not value:
         return None
     parsed = datetime.fromisoformat(str(value))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _total(body: dict[str, Any]) -> int:

@@ -263,9 +263,7 @@ def load_cdnow(seed: int = 0, max_customers: int | None = None) -> Dataset:
     if max_customers is not None:
         purchases = _take(purchases, purchases["customer"] <= max_customers)
         carts = _take(carts, carts["customer"] <= max_customers)
-        subscriptions = _take(
-            subscriptions, subscriptions["customer"] <= max_customers
-        )
+        subscriptions = _take(subscriptions, subscriptions["customer"] <= max_customers)
 
     buyer_ids = np.unique(purchases["customer"])
     n_leads = round(CDNOW_LEAD_RATE * len(buyer_ids))
@@ -390,9 +388,7 @@ def _take(table: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarra
     return {name: column[mask] for name, column in table.items()}
 
 
-def _add_reversals(
-    purchases: dict[str, np.ndarray], rng: np.random.Generator
-) -> None:
+def _add_reversals(purchases: dict[str, np.ndarray], rng: np.random.Generator) -> None:
     """Refund or charge back a share of the orders, 1 to 60 days later.
 
     Free orders are never reversed: there is nothing to pay back, and a
@@ -731,9 +727,11 @@ def _emails(
     put(PLUS_TAG, lambda m: local[m] + "+" + tag[m])
     put(
         MIXED_CASE,
-        lambda m: np.strings.capitalize(first_ascii[m])
-        + np.strings.upper(last_ascii[m])
-        + number[m],
+        lambda m: (
+            np.strings.capitalize(first_ascii[m])
+            + np.strings.upper(last_ascii[m])
+            + number[m]
+        ),
     )
     put(DOTS, lambda m: first_ascii[m] + "." + last_ascii[m] + "." + number[m])
     put(APOSTROPHE, lambda m: np.strings.lower(last[m]) + number[m])

@@ -472,7 +472,9 @@ class Store:
         def dates(values: np.ndarray) -> list[str | None]:
             return [
                 _iso(value) if count else None
-                for value, count in zip(values[page].tolist(), orders.tolist())
+                for value, count in zip(
+                    values[page].tolist(), orders.tolist(), strict=True
+                )
             ]
 
         def column_values(column: str) -> list:
@@ -490,12 +492,14 @@ class Store:
             return values
 
         values = [column_values(column) for column in columns]
-        return [dict(zip(columns, row)) for row in zip(*values)]
+        return [
+            dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)
+        ]
 
     def _names_at(self, page: np.ndarray) -> list[str]:
         firsts = self._ds.first_name[page].tolist()
         lasts = self._ds.last_name[page].tolist()
-        return [f"{first} {last}" for first, last in zip(firsts, lasts)]
+        return [f"{first} {last}" for first, last in zip(firsts, lasts, strict=True)]
 
     # --- Details ----------------------------------------------------------------
 
