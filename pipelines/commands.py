@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import inspect
 import logging
@@ -277,24 +278,41 @@ def _console(stream: Any) -> Any:
 
 def demo_command(args: argparse.Namespace) -> int:
     """Serves the CDNOW data on a free loopback port and syncs it afresh."""
-    warehouse = Path(args.warehouse).resolve()
-    if warehouse.parent.exists() and warehouse.exists():
-        for stale in warehouse.parent.glob(f"{warehouse.stem}*"):
-            if stale.is_dir():
-                shutil.rmtree(stale)
-            else:
-                stale.unlink()
-        shutil.rmtree(warehouse.parent / f".{warehouse.stem}.dlt", ignore_errors=True)
+    from pipelines.emulator import DEFAULT_BRAND
+    from pipelines.models import published_path
+    from pipelines.sync import default_pipelines_dir, resolve_paths
+
+    try:
+        warehouse = resolve_paths(args.warehouse).warehouse
+    except EfwError as exc:
+        print(f"efw demo: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    # The demo keeps dlt's working folder beside its warehouse, whatever
+    # `[efw] pipelines_dir` says: it deletes that folder on the next run.
+    working = default_pipelines_dir(warehouse)
+    if warehouse.exists():
+        refusal = _not_a_demo(warehouse, DEFAULT_BRAND)
+        if refusal:
+            print(
+                f"efw demo: {warehouse} {refusal}, and the demo starts afresh "
+                "by deleting its warehouse. Pass --warehouse with a new path.",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+        _remove_demo(warehouse, working)
 
     print("Starting the ElasticFunnels emulator with the CDNOW purchase history...")
     with emulator_process(latency_ms=args.latency_ms) as (base_url, brand, key):
         print(f"Emulator at {base_url}, brand {brand}. Syncing into {warehouse}")
         sync_args = argparse.Namespace(full=True, warehouse=str(warehouse))
-        code = sync_command(sync_args, base_url=base_url, brand=brand, access_key=key)
+        with _environment(EFW__PIPELINES_DIR=str(working)):
+            code = sync_command(
+                sync_args, base_url=base_url, brand=brand, access_key=key
+            )
     if code == EXIT_OK:
         print(
             DEMO_QUERIES.format(
-                published=published_name(warehouse), warehouse=_shown(warehouse)
+                published=published_path(warehouse), warehouse=_shown(warehouse)
             )
         )
     return code
@@ -308,8 +326,66 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def published_name(warehouse: Path) -> Path:
-    return warehouse.with_name(f"{warehouse.stem}.published.duckdb")
+def _not_a_demo(warehouse: Path, brand: str) -> str | None:
+    """Why the file at `warehouse` is not a demo's to replace, or None."""
+    import duckdb
+    from dlt.common.versioned_state import decompress_state
+
+    from pipelines.sync import DATASET_NAME, PIPELINE_NAME
+
+    try:
+        with duckdb.connect(str(warehouse), read_only=True) as con:
+            tables = con.sql(
+                "select table_schema, table_name from information_schema.tables"
+            ).fetchall()
+            if not tables:
+                return None  # an empty file, as a failed first sync leaves
+            if (DATASET_NAME, "_dlt_pipeline_state") not in tables:
+                return "is a DuckDB database efw did not write"
+            row = con.execute(
+                f"select state from {DATASET_NAME}._dlt_pipeline_state "
+                "where pipeline_name = ? order by created_at desc limit 1",
+                [PIPELINE_NAME],
+            ).fetchone()
+    except duckdb.Error as exc:
+        return f"cannot be read as a DuckDB database ({type(exc).__name__})"
+    held = None
+    if row is not None:
+        state = decompress_state(row[0])
+        held = state.get("sources", {}).get(DATASET_NAME, {}).get("brand")
+    if held is not None and str(held) != brand:
+        return f"holds brand `{held}`, not the demo's"
+    return None
+
+
+@contextlib.contextmanager
+def _environment(**values: str) -> Any:
+    """Sets environment variables for the block, then puts back what was."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _remove_demo(warehouse: Path, pipelines_dir: Path) -> None:
+    """Deletes a demo's warehouse, its published copy and dlt's working folder
+    for it; the lock file stays, as a running sync may hold it."""
+    from pipelines.models import published_path
+    from pipelines.sync import PIPELINE_NAME
+
+    published = published_path(warehouse)
+    for path in (warehouse, published):
+        path.with_name(path.name + ".wal").unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+    for temp in warehouse.parent.glob(f".{published.name}.*.tmp"):
+        temp.unlink(missing_ok=True)
+    shutil.rmtree(pipelines_dir / PIPELINE_NAME, ignore_errors=True)
 
 
 DEMO_QUERIES = """

@@ -106,12 +106,12 @@ def resolve_paths(warehouse: str | os.PathLike[str] | None = None) -> Paths:
     pipelines_dir = (
         Path(os.path.expanduser(str(working))).resolve()
         if working
-        else _default_pipelines_dir(path)
+        else default_pipelines_dir(path)
     )
     return Paths(path, pipelines_dir)
 
 
-def _default_pipelines_dir(warehouse: Path) -> Path:
+def default_pipelines_dir(warehouse: Path) -> Path:
     return warehouse.parent / f".{warehouse.stem}.dlt"
 
 
@@ -154,7 +154,7 @@ def _reason(exc: OSError) -> str:
 def make_pipeline(paths: Paths) -> dlt.Pipeline:
     _writable_folder(paths.warehouse.parent, WAREHOUSE_SETTING)
     setting = WAREHOUSE_SETTING
-    if paths.pipelines_dir != _default_pipelines_dir(paths.warehouse):
+    if paths.pipelines_dir != default_pipelines_dir(paths.warehouse):
         setting = "Set `pipelines_dir` under [efw] (EFW__PIPELINES_DIR) elsewhere."
     _writable_folder(paths.pipelines_dir, setting)
     # The one DuckDB-specific part: the file and the memory cap. Another dlt

@@ -44,3 +44,55 @@ def test_a_reader_that_leaves_early_gets_no_traceback():
     err = child.stderr.read().decode()
     assert child.wait(timeout=60) == 141
     assert err == ""
+
+
+def _demo(warehouse: Path) -> int:
+    return cli.main(["demo", "--warehouse", str(warehouse)])
+
+
+def test_the_demo_replaces_only_its_own_files(tmp_path):
+    from pipelines.commands import _not_a_demo, _remove_demo
+    from pipelines.emulator import Emulator
+    from pipelines.models import published_path
+    from pipelines.sync import default_pipelines_dir
+    from tests.syncing import sync
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    sync(Emulator.cdnow(max_customers=50), warehouse, build=True)
+    # Files beside it whose names merely start the same way.
+    (tmp_path / "warehouse-notes.txt").write_text("mine")
+    (tmp_path / "warehouse_backup").mkdir()
+    (tmp_path / "warehouse_backup" / "old.duckdb").write_text("mine too")
+    working = default_pipelines_dir(warehouse)
+    assert (working / "efw").is_dir() and published_path(warehouse).is_file()
+
+    assert _not_a_demo(warehouse, "1042") is None
+    assert _not_a_demo(warehouse, "2000") == "holds brand `1042`, not the demo's"
+    _remove_demo(warehouse, working)
+
+    assert not warehouse.exists()
+    assert not published_path(warehouse).exists()
+    assert not (working / "efw").exists()
+    assert (tmp_path / "warehouse-notes.txt").read_text() == "mine"
+    assert (tmp_path / "warehouse_backup" / "old.duckdb").read_text() == "mine too"
+
+
+def test_the_demo_leaves_a_file_it_did_not_write(tmp_path, capsys):
+    import duckdb
+
+    other = tmp_path / "sales.duckdb"
+    with duckdb.connect(str(other)) as con:
+        con.execute("create table orders as select 1 as id")
+    text = tmp_path / "notes.duckdb"
+    text.write_text("not a database")
+
+    assert _demo(other) == 2
+    assert "is a DuckDB database efw did not write" in capsys.readouterr().err
+    with duckdb.connect(str(other), read_only=True) as con:
+        assert con.sql("select count(*) from orders").fetchall() == [(1,)]
+
+    assert _demo(text) == 2
+    err = capsys.readouterr().err
+    assert "cannot be read as a DuckDB database" in err
+    assert "Pass --warehouse with a new path" in err
+    assert text.read_text() == "not a database"
