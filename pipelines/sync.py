@@ -31,6 +31,7 @@ from dlt.destinations.exceptions import DestinationConnectionError
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from pipelines import dlt_defaults
 from pipelines.elasticfunnels import Known, NothingKnown, SyncRun, elasticfunnels
 from pipelines.elasticfunnels import settings as source_settings
 from pipelines.elasticfunnels.exceptions import (
@@ -152,6 +153,7 @@ def _reason(exc: OSError) -> str:
 
 
 def make_pipeline(paths: Paths) -> dlt.Pipeline:
+    dlt_defaults.install()
     _writable_folder(paths.warehouse.parent, WAREHOUSE_SETTING)
     setting = WAREHOUSE_SETTING
     if paths.pipelines_dir != default_pipelines_dir(paths.warehouse):
@@ -314,6 +316,7 @@ def run_sync(
     access_key, lookback_days, ...); `transport` serves tests in-process;
     `now` pins the run's clock (tests that replay 1997 night by night)."""
     hooks = hooks or {}
+    dlt_defaults.install()
     _quiet_http_logs()
     paths = resolve_paths(warehouse)
     timezone_name = _business_timezone() if build else None

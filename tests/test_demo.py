@@ -83,9 +83,17 @@ def test_second_run_right_away_fetches_no_details(emulator, demo):
     assert again.run.mode == "incremental"
     assert emulator.counts["details"] == 0
     assert again.run.new == again.run.changed == 0
-    # The newest-first scan reads the two-day lookback: 100-odd CDNOW
-    # customers bought in the last two days of the data, so two pages.
-    assert emulator.counts["list"] <= 2
+    # The newest-first scan reads down to the first customer older than the
+    # cursor minus the two-day lookback. 108 CDNOW customers bought in the
+    # last two days of the data, and a page holds 100: two pages.
+    [(recent,)] = query(
+        warehouse,
+        "select count(*) from elasticfunnels.customers where last_order_date >= "
+        "(select max(last_order_date) from elasticfunnels.customers) "
+        "- interval 2 day",
+    )
+    assert recent == 108
+    assert emulator.counts["list"] == recent // 100 + 1 == 2
 
 
 def test_cohorts_match_the_raw_file(demo, purchases):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import socket
@@ -11,8 +12,10 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from urllib.parse import quote
 
 import httpx
@@ -21,6 +24,7 @@ from dlt.common.configuration.exceptions import ConfigValueCannotBeCoercedExcept
 
 from pipelines.cli import main
 from pipelines.commands import EXIT_CONFIG, EXIT_INTERRUPTED, guarded, sync_command
+from pipelines.dlt_defaults import DLT_DEFAULTS
 from pipelines.elasticfunnels import SyncRun
 from pipelines.elasticfunnels.client import ApiClient, TransientError, quote_email
 from pipelines.elasticfunnels.exceptions import (
@@ -658,3 +662,55 @@ def test_a_first_sync_stopped_after_extract_resumes(fresh, tmp_path):
     # And the brand it was fetched for is the warehouse's.
     with pytest.raises(ConfigurationError, match=f"holds brand `{DEFAULT_BRAND}`"):
         sync(fresh, warehouse, brand="2000")
+
+
+RUN_ELSEWHERE = """
+import json, pathlib, sys
+from dlt.common.runtime import anon_tracker
+from pipelines.emulator import Emulator
+from tests.syncing import sync
+
+warehouse = pathlib.Path("w.duckdb").resolve()
+sync(Emulator.cdnow(max_customers=300), warehouse)
+work = pathlib.Path(".w.dlt")
+print(json.dumps({
+    "tracker": anon_tracker._ANON_TRACKER_ENDPOINT,
+    "kept": sorted(p.name for p in work.rglob("completed_jobs/*")),
+    "gzipped": sorted(p.name for p in work.rglob("*.gz")),
+}))
+"""
+
+
+def test_dlt_settings_efw_relies_on_hold_outside_its_folder(tmp_path):
+    # No .dlt/ here: dlt's own defaults would report usage to its makers
+    # and keep a copy of each loaded package in the working folder.
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", RUN_ELSEWHERE],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen == {"tracker": None, "kept": [], "gzipped": []}
+
+
+def test_the_committed_config_repeats_the_built_in_dlt_defaults():
+    root = Path(__file__).resolve().parents[1]
+    committed = tomllib.loads((root / ".dlt" / "config.toml").read_text())
+
+    def leaves(tree, path=()):
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                yield from leaves(value, (*path, key))
+            else:
+                yield (*path, key), value
+
+    for path, value in leaves(DLT_DEFAULTS):
+        node = committed
+        for key in path:
+            node = node[key]
+        assert node == value, ".".join(path)
