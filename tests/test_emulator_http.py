@@ -736,6 +736,25 @@ def test_stall_outlasts_a_client_timeout(served_url, small_emulator):
     assert small_emulator.counts["stalled"] == 2
 
 
+def test_a_server_stopping_closes_stalled_connections(caplog):
+    emulator = Emulator.cdnow(max_customers=50)
+    emulator.faults.update({"rate_stall": 1, "stall_seconds": 60})
+    headers = {"EF-Access-Key": DEFAULT_KEY}
+    with ThreadPoolExecutor(3) as pool:
+        with emulator.serve() as url:
+            waiting = [
+                pool.submit(httpx.get, url + CUSTOMERS, headers=headers, timeout=30)
+                for _ in range(3)
+            ]
+            while emulator.counts["stalled"] < 3:
+                time.sleep(0.01)
+        # The server went away: the connections closed, with no 500.
+        for request in waiting:
+            with pytest.raises(httpx.RemoteProtocolError):
+                request.result()
+    assert "Exception in ASGI application" not in caplog.text
+
+
 def test_es_window_on_a_large_synthetic_store():
     emulator = Emulator.synthetic(12_000)
     headers = {"EF-Access-Key": DEFAULT_KEY}

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 #: The scope extension through which the runner lets the app drop a connection.
 ABORT_EXTENSION = "efw.abort_connection"
+#: And through which it tells the app that the server is shutting down.
+STOP_EXTENSION = "efw.server_stopping"
 
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _START_TIMEOUT = 10.0
@@ -71,10 +73,17 @@ def build_app(emulator: Emulator) -> Starlette:
             await anyio.sleep(wait)
         if reply.action == "drop":
             return _Dropped(scope.get("extensions", {}).get(ABORT_EXTENSION))
-        if reply.action == "stall" and await _client_left(
-            request.receive, reply.stall_seconds
-        ):
-            return _Dropped(None, quiet=True)
+        if reply.action == "stall":
+            extensions = scope.get("extensions", {})
+            ended = await _stall(
+                request.receive, reply.stall_seconds, extensions.get(STOP_EXTENSION)
+            )
+            if ended == "client left":
+                return _Dropped(None, quiet=True)
+            if ended == "server stopping":
+                # Close the connection, as a server going away does, before
+                # uvicorn's shutdown cancels the request and answers 500.
+                return _Dropped(extensions.get(ABORT_EXTENSION))
         return Response(reply.body, reply.status, headers=dict(reply.headers))
 
     return Starlette(routes=[Route("/{path:path}", endpoint, methods=_METHODS)])
@@ -107,14 +116,22 @@ class _Dropped(Response):
         raise EmulatedDrop("emulated dropped connection")
 
 
-async def _client_left(receive: Callable[[], Any], seconds: float) -> bool:
-    """Wait `seconds`, returning True early if the client disconnects."""
-    with anyio.move_on_after(seconds):
-        while True:
+async def _stall(
+    receive: Callable[[], Any],
+    seconds: float,
+    stopping: Callable[[], bool] | None,
+) -> str | None:
+    """Wait `seconds`; end early when the client disconnects or the server
+    starts shutting down, saying which."""
+    deadline = anyio.current_time() + seconds
+    while (left := deadline - anyio.current_time()) > 0:
+        if stopping is not None and stopping():
+            return "server stopping"
+        with anyio.move_on_after(min(left, 0.1)):
             message = await receive()
             if message["type"] == "http.disconnect":
-                return True
-    return False
+                return "client left"
+    return None
 
 
 def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
@@ -164,6 +181,7 @@ def make_server(emulator: Emulator, *, log_level: str = "warning") -> uvicorn.Se
             extensions = dict(scope.get("extensions") or {})
             client = scope.get("client")
             extensions[ABORT_EXTENSION] = lambda: abort(client)
+            extensions[STOP_EXTENSION] = lambda: server.should_exit
             scope = {**scope, "extensions": extensions}
         await emulator.app(scope, receive, send)
 
