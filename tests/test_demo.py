@@ -149,11 +149,11 @@ def test_every_query_the_demo_prints_runs(demo, capsys):
     import re
 
     from pipelines.cli import main
-    from pipelines.commands import DEMO_QUERIES, published_name
+    from pipelines.commands import DEMO_QUERIES
 
     warehouse, _ = demo
     printed = DEMO_QUERIES.format(
-        published=published_name(warehouse), warehouse=warehouse
+        published=models.published_path(warehouse), warehouse=warehouse
     )
     statements = re.findall(r'"(select [^"]+)"', printed)
     assert len(statements) == 3
