@@ -14,7 +14,11 @@ import copy
 from typing import Any
 
 DLT_DEFAULTS: dict[str, Any] = {
-    "runtime": {"dlthub_telemetry": False, "log_level": "WARNING"},
+    "runtime": {
+        "dlthub_telemetry": False,
+        "log_level": "WARNING",
+        "log_format": "{asctime} {levelname} {name}: {message}",
+    },
     "load": {"delete_completed_jobs": True},
     "data_writer": {"disable_compression": True},
     "extract": {"workers": 4},
