@@ -714,3 +714,48 @@ def test_the_committed_config_repeats_the_built_in_dlt_defaults():
         for key in path:
             node = node[key]
         assert node == value, ".".join(path)
+
+
+def test_bad_values_are_quarantined_without_their_values_in_the_log(
+    fresh, tmp_path, caplog
+):
+    spoiled = []
+
+    def spoil(body):
+        rows = body["data"]
+        # Pages the scan reads, not the five rows it asks for the newest date.
+        if len(rows) > 5:
+            rows[0]["customer_name"] = ["Jane Q Doe"]
+            rows[1]["first_order_date"] = "0001-01-01T00:00:00+02:00"
+            rows[2]["total_orders"] = "²"
+            spoiled.extend(rows[:3])
+        return body
+
+    warehouse = tmp_path / "w.duckdb"
+    transport = Watched(fresh.transport(), rewrite=spoil)
+    with caplog.at_level("WARNING", logger="efw"):
+        result = sync(fresh, warehouse, transport=transport)
+
+    # Every bad row is set aside, once a customer, and the sync goes on.
+    assert result.run.quarantined == len(spoiled) > 0
+    reasons = query(
+        warehouse,
+        "select distinct reason from elasticfunnels.quarantine order by reason",
+    )
+    assert reasons == [
+        ("`customer_name` is not text: '[\"Jane Q Doe\"]'",),
+        (
+            "`first_order_date` lies outside the years 1 to 9999 in UTC: "
+            "'0001-01-01T00:00:00+02:00'",
+        ),
+        ("`total_orders` is not a whole number: '²'",),
+    ]
+    logged = [r.getMessage() for r in caplog.records if "quarantined" in r.message]
+    assert len(logged) == len(spoiled)
+    assert set(logged) == {
+        "quarantined a customers row: `customer_name` is not text",
+        "quarantined a customers row: `first_order_date` lies outside the years "
+        "1 to 9999 in UTC",
+        "quarantined a customers row: `total_orders` is not a whole number",
+    }
+    assert "Jane" not in caplog.text

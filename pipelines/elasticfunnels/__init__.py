@@ -198,17 +198,24 @@ def _one_brand(brand: str) -> None:
 
 
 def quarantine(
-    run: SyncRun, resource: str, kind: str, reason: str, row: Any, key: str | None
+    run: SyncRun,
+    resource: str,
+    kind: str,
+    reason: str | BadRecord,
+    row: Any,
+    key: str | None,
 ) -> Any:
-    """A row for the `quarantine` table: what could not load, and why."""
+    """A row for the `quarantine` table: what could not load, and why. The
+    log line leaves out the value a bad record holds, which may be a name."""
     run.bump("quarantined")
-    logger.warning("quarantined a %s row: %s", resource, reason)
+    logged = reason.reason if isinstance(reason, BadRecord) else reason
+    logger.warning("quarantined a %s row: %s", resource, logged)
     item = {
         "found_at": run.started_at,
         "resource": resource,
         "kind": kind,
         "email_key": key,
-        "reason": reason,
+        "reason": str(reason),
         "record": excerpt(row, 2000),
     }
     return dlt.mark.with_hints(item, QUARANTINE_HINTS, create_table_variant=True)
@@ -337,7 +344,7 @@ def elasticfunnels(
             try:
                 record = details_record(key, body, row["row_hash"])
             except BadRecord as exc:
-                yield quarantine(run, "details", "bad_row", str(exc), body, key)
+                yield quarantine(run, "details", "bad_row", exc, body, key)
                 continue
             record["synced_at"] = run.started_at
             records.append(record)
@@ -650,9 +657,7 @@ class CustomerScan:
                     self.seen.add(row_hash)
                     self.distinct += 1
                     self.unnamed += key is None
-                    yield quarantine(
-                        self.run, "customers", "bad_row", str(exc), row, key
-                    )
+                    yield quarantine(self.run, "customers", "bad_row", exc, row, key)
                 continue
             key_hash = _hash64(record["email_key"])
             email_hash = _hash64("\0" + record["customer_email"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -24,8 +25,19 @@ MAX_MONEY = Decimal(10) ** (settings.MONEY["precision"] - settings.MONEY["scale"
 MAX_INT = 2**63 - 1
 
 
+_UNSET: Any = object()
+
+
 class BadRecord(ValueError):
-    """A row that cannot load; the message names the field and the value."""
+    """A row that cannot load. `reason` names the field and what is wrong
+    without the value, which may be a customer's name or email: it is what
+    logs show. The message adds an excerpt of the value, for the quarantine
+    table, which sits beside the rest of the customers' data."""
+
+    def __init__(self, reason: str, value: Any = _UNSET) -> None:
+        self.reason = reason
+        message = reason if value is _UNSET else f"{reason}: {excerpt(value)!r}"
+        super().__init__(message)
 
 
 def email_key(email: str) -> str:
@@ -42,23 +54,23 @@ def to_money(name: str, value: Any) -> Decimal | None:
     if value is None:
         return None
     if isinstance(value, bool):
-        raise BadRecord(f"`{name}` is a boolean, not an amount: {value!r}")
+        raise BadRecord(f"`{name}` is a boolean, not an amount", value)
     if isinstance(value, (int, float, Decimal)):
         amount = Decimal(str(value))
     elif isinstance(value, str):
         try:
             amount = Decimal(value.strip())
         except InvalidOperation:
-            raise BadRecord(f"`{name}` is not an amount: {excerpt(value)!r}") from None
+            raise BadRecord(f"`{name}` is not an amount", value) from None
     else:
-        raise BadRecord(f"`{name}` is not an amount: {excerpt(value)!r}")
+        raise BadRecord(f"`{name}` is not an amount", value)
     if not amount.is_finite():
-        raise BadRecord(f"`{name}` is not a finite amount: {value!r}")
+        raise BadRecord(f"`{name}` is not a finite amount", value)
     # Rounding a huge amount raises, and rounding may carry it past the limit.
     if abs(amount) < MAX_MONEY:
         amount = amount.quantize(CENT)
     if abs(amount) >= MAX_MONEY:
-        raise BadRecord(f"`{name}` is too large an amount: {excerpt(value)!r}")
+        raise BadRecord(f"`{name}` is too large an amount", value)
     return amount
 
 
@@ -66,19 +78,19 @@ def to_int(name: str, value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool):
-        raise BadRecord(f"`{name}` is a boolean, not a count: {value!r}")
+        raise BadRecord(f"`{name}` is a boolean, not a count", value)
     if isinstance(value, float) and not math.isfinite(value):
-        raise BadRecord(f"`{name}` is not a whole number: {value!r}")
+        raise BadRecord(f"`{name}` is not a whole number", value)
     if isinstance(value, int):
         number = value
     elif isinstance(value, float):
         number = round(value)
-    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    elif isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]+\s*", value):
         number = int(value)
     else:
-        raise BadRecord(f"`{name}` is not a whole number: {excerpt(value)!r}")
+        raise BadRecord(f"`{name}` is not a whole number", value)
     if abs(number) > MAX_INT:
-        raise BadRecord(f"`{name}` is too large a number: {excerpt(value)!r}")
+        raise BadRecord(f"`{name}` is too large a number", value)
     return number
 
 
@@ -86,17 +98,21 @@ def to_timestamp(name: str, value: Any) -> datetime | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise BadRecord(f"`{name}` is not an ISO 8601 date: {excerpt(value)!r}")
+        raise BadRecord(f"`{name}` is not an ISO 8601 date", value)
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise BadRecord(
-            f"`{name}` is not an ISO 8601 date: {excerpt(value)!r}"
-        ) from None
+        raise BadRecord(f"`{name}` is not an ISO 8601 date", value) from None
     # The contract says UTC; a value without a zone is taken as UTC.
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        # 0001-01-01 east of UTC, or 9999-12-31 west of it.
+        raise BadRecord(
+            f"`{name}` lies outside the years 1 to 9999 in UTC", value
+        ) from None
 
 
 def to_date(name: str, value: Any) -> date | None:
@@ -107,7 +123,7 @@ def to_date(name: str, value: Any) -> date | None:
             return date.fromisoformat(value.strip()[:10])
         except ValueError:
             pass
-    raise BadRecord(f"`{name}` is not a date: {excerpt(value)!r}")
+    raise BadRecord(f"`{name}` is not a date", value)
 
 
 def to_text(name: str, value: Any) -> str | None:
@@ -116,7 +132,7 @@ def to_text(name: str, value: Any) -> str | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
-        raise BadRecord(f"`{name}` is not text: {excerpt(value)!r}")
+        raise BadRecord(f"`{name}` is not text", value)
     if len(value) > settings.MAX_FIELD_CHARS:
         raise BadRecord(
             f"`{name}` is {len(value):,} characters long, over the "
@@ -135,7 +151,7 @@ def to_bool(name: str, value: Any) -> bool | None:
         return value
     if value in (0, 1, "0", "1", "true", "false"):
         return value in (1, "1", "true")
-    raise BadRecord(f"`{name}` is not true or false: {excerpt(value)!r}")
+    raise BadRecord(f"`{name}` is not true or false", value)
 
 
 def required_email(name: str, value: Any) -> str:
