@@ -8,10 +8,13 @@ what is DuckDB's own (the file lock, its error text) is kept in a few lines.
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import logging
 import os
 import re
+import signal
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -173,6 +176,39 @@ def make_pipeline(paths: Paths) -> dlt.Pipeline:
     )
 
 
+# The lock files this process holds, and its pid when it took them.
+_HELD_LOCKS: list[int] = []
+_HOLDER = [0]
+
+
+def _after_fork_in_child() -> None:
+    """A process forked during a sync (dlt's normalize workers) drops its
+    copy of the sync's lock and dies with the sync: killed with SIGKILL or by
+    the OOM killer, the sync would otherwise leave them idle forever, holding
+    the lock, and every later sync would find the warehouse locked."""
+    if not _HELD_LOCKS:
+        return
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    for fd in _HELD_LOCKS:
+        # Pointing the number elsewhere drops this process's reference to
+        # the locked file; the parent's copy still holds the lock.
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    _HELD_LOCKS.clear()
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            return
+    if os.getppid() != _HOLDER[0]:
+        os._exit(1)  # the sync died before this process could tell
+
+
+PR_SET_PDEATHSIG = 1
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 @contextmanager
 def sync_lock(paths: Paths) -> Iterator[None]:
     """Holds an exclusive lock so two syncs never write one warehouse at once."""
@@ -193,9 +229,12 @@ def sync_lock(paths: Paths) -> Iterator[None]:
                 f"Another `efw sync` holds {paths.lock_file}; it writes the same "
                 "warehouse. Wait for it to finish; this run changed nothing."
             ) from None
+        _HOLDER[0] = os.getpid()
+        _HELD_LOCKS.append(handle.fileno())
         try:
             yield
         finally:
+            _HELD_LOCKS.remove(handle.fileno())
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 

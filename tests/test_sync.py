@@ -41,6 +41,7 @@ from pipelines.sync import (
     normalize_workers,
     resolve_paths,
     sync_lock,
+    sync_running,
     translate,
 )
 from tests.drilling import Watched
@@ -759,3 +760,46 @@ def test_bad_values_are_quarantined_without_their_values_in_the_log(
         "quarantined a customers row: `total_orders` is not a whole number",
     }
     assert "Jane" not in caplog.text
+
+
+HOLDS_THE_LOCK_AND_FORKS = """
+import multiprocessing, sys, time
+from pipelines.sync import resolve_paths, sync_lock
+
+with sync_lock(resolve_paths(sys.argv[1])):
+    worker = multiprocessing.get_context("fork").Process(target=time.sleep, args=(600,))
+    worker.start()
+    print(worker.pid, flush=True)
+    time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\\nState:\\tZ" not in status  # a zombie has finished
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_a_killed_sync_leaves_no_worker_holding_its_lock(tmp_path):
+    warehouse = tmp_path / "w.duckdb"
+    root = Path(__file__).resolve().parents[1]
+    sync_process = subprocess.Popen(
+        [sys.executable, "-c", HOLDS_THE_LOCK_AND_FORKS, str(warehouse)],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    worker = int(sync_process.stdout.readline())
+    assert sync_running(warehouse) and _alive(worker)
+
+    sync_process.kill()  # SIGKILL, as the OOM killer sends
+    sync_process.wait()
+
+    deadline = time.monotonic() + 10
+    while (sync_running(warehouse) or _alive(worker)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not sync_running(warehouse)
+    assert not _alive(worker)
