@@ -803,3 +803,33 @@ def test_a_killed_sync_leaves_no_worker_holding_its_lock(tmp_path):
         time.sleep(0.05)
     assert not sync_running(warehouse)
     assert not _alive(worker)
+
+
+def test_a_reconcile_takes_the_cursor_back_with_the_list(tmp_path):
+    emulator = Emulator.cdnow(max_customers=2000)
+    warehouse = tmp_path / "w.duckdb"
+    emulator.set_clock(datetime(1998, 1, 8, tzinfo=UTC))
+    sync(emulator, warehouse, full=True)
+    # The API's clock set back: a reconcile sees the older list...
+    emulator.set_clock(datetime(1997, 12, 1, tzinfo=UTC))
+    sync(emulator, warehouse, full=True)
+    # ... and the incremental after it finds every buyer since.
+    emulator.set_clock(datetime(1997, 12, 20, tzinfo=UTC))
+    night = sync(emulator, warehouse)
+    assert night.run.mode == "incremental"
+
+    served = {
+        email_key(r["customer_email"]): r["last_order_date"]
+        for r in api_rows(emulator)
+        if r["last_order_date"] is not None
+    }
+    loaded = dict(
+        query(
+            warehouse,
+            "select email_key, strftime(last_order_date at time zone 'UTC', "
+            "'%Y-%m-%dT%H:%M:%SZ') from elasticfunnels.customers "
+            "where deleted_at is null and last_order_date is not null",
+        )
+    )
+    assert night.run.new + night.run.changed > 0
+    assert loaded == served

@@ -442,7 +442,14 @@ class CustomerScan:
             state["last_reconcile_at"] = self.run.started_at.isoformat()
         else:
             yield from self._incremental(cursor - self.lookback)
-        newest = max(filter(None, (cursor, self.newest)), default=None)
+        if self.run.mode == "full" and self.newest is not None:
+            # What the whole list shows now, even if older than the cursor:
+            # the customer who held the newest date may be gone, or the
+            # API's clock was set back. A cursor left ahead of the list
+            # would end every incremental on its first page.
+            newest = self.newest
+        else:
+            newest = max(filter(None, (cursor, self.newest)), default=None)
         if newest is not None:
             state["last_order_date"] = newest.isoformat()
 
