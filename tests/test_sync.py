@@ -833,3 +833,53 @@ def test_a_reconcile_takes_the_cursor_back_with_the_list(tmp_path):
     )
     assert night.run.new + night.run.changed > 0
     assert loaded == served
+
+
+class BrokenDetails(httpx.BaseTransport):
+    """Answers one customer's details with JSON cut short, every time."""
+
+    def __init__(self, inner: httpx.BaseTransport, email: str) -> None:
+        self.inner = inner
+        self.path = f"/{quote_email(email)}/details"
+        self.tries = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.raw_path.decode().split("?")[0].endswith(self.path):
+            self.tries += 1
+            return httpx.Response(
+                200,
+                content=b'{"customer": {"email": "x',
+                headers={"content-type": "application/json"},
+            )
+        return self.inner.handle_request(request)
+
+
+def test_one_customers_broken_details_are_set_aside(fresh, tmp_path):
+    warehouse = tmp_path / "w.duckdb"
+    victim = api_rows(fresh)[7]
+    key = email_key(victim["customer_email"])
+    broken = BrokenDetails(fresh.transport(), victim["customer_email"])
+
+    result = sync(fresh, warehouse, transport=broken)
+
+    # A few tries, not the whole retry budget; then the others load.
+    assert broken.tries == 3
+    assert result.run.quarantined == 1
+    [(kind, reason)] = query(
+        warehouse,
+        "select kind, reason from elasticfunnels.quarantine where email_key = ?",
+        key,
+    )
+    assert kind == "unreadable"
+    assert "3 times with a body that is not valid JSON" in reason
+    [(details,)] = query(warehouse, "select count(*) from elasticfunnels.details")
+    assert details == len(api_rows(fresh)) - 1
+
+    # Mended upstream, the next sync that lists the customer fetches them.
+    sync(fresh, warehouse, full=True)
+    [(loaded,)] = query(
+        warehouse,
+        "select count(*) from elasticfunnels.details where email_key = ?",
+        key,
+    )
+    assert loaded == 1

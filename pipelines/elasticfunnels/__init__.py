@@ -43,6 +43,7 @@ from pipelines.elasticfunnels.exceptions import (
     ApiError,
     ConfigurationError,
     ResultWindowExceeded,
+    UnreadableAnswer,
 )
 from pipelines.elasticfunnels.records import (
     BadRecord,
@@ -329,6 +330,16 @@ def elasticfunnels(
         for row, body in zip(rows, pool.map(_fetch_details, rows), strict=True):
             run.bump("details_fetched")
             key = row["email_key"]
+            if isinstance(body, UnreadableAnswer):
+                yield quarantine(
+                    run,
+                    "details",
+                    "unreadable",
+                    f"{body} Retried on the next sync that lists this customer.",
+                    None,
+                    key,
+                )
+                continue
             if body is None:
                 run.bump("details_missing")
                 yield quarantine(
@@ -352,7 +363,10 @@ def elasticfunnels(
             yield records
 
     def _fetch_details(row: dict[str, Any]) -> Any:
-        return client.details(row["customer_email"])
+        try:
+            return client.details(row["customer_email"])
+        except UnreadableAnswer as exc:
+            return exc
 
     @dlt.resource(
         name="quick_access",

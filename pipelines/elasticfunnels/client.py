@@ -23,7 +23,7 @@ import orjson
 from tenacity import (
     RetryCallState,
     Retrying,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_before_delay,
 )
 
@@ -34,6 +34,7 @@ from pipelines.elasticfunnels.exceptions import (
     AuthError,
     ConfigurationError,
     RequestRejected,
+    UnreadableAnswer,
 )
 
 logger = logging.getLogger("efw.http")
@@ -42,18 +43,27 @@ USER_AGENT = f"efw/{__version__} (+httpx/{httpx.__version__})"
 KEY_SETTING = "SOURCES__ELASTICFUNNELS__ACCESS_KEY"
 BRAND_SETTING = "SOURCES__ELASTICFUNNELS__BRAND"
 BASE_URL_SETTING = "SOURCES__ELASTICFUNNELS__BASE_URL"
+#: Details answers whose JSON body does not parse, before they count as broken.
+UNREADABLE_TRIES = 3
 
 
 class TransientError(Exception):
     """One failed attempt that is worth another; carries the server's wish."""
 
     def __init__(
-        self, reason: str, retry_after: float | None = None, unreachable: bool = False
+        self,
+        reason: str,
+        retry_after: float | None = None,
+        unreachable: bool = False,
+        unreadable: bool = False,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
         self.unreachable = unreachable
+        # A JSON body that does not parse: cut short on the way, worth a few
+        # more tries; or broken at the source, which no wait mends.
+        self.unreadable = unreadable
 
 
 @dataclass
@@ -259,14 +269,16 @@ class ApiClient:
             raise ApiError(f"quick-access answered {type_name(body)}, not an object.")
         return body
 
-    def details(self, email: str) -> dict[str, Any] | None:
-        """A customer's details, or None when the API no longer knows them."""
+    def details(self, email: str) -> Any:
+        """A customer's details, or None when the API no longer knows them.
+
+        Raises `UnreadableAnswer` when they keep coming back as broken JSON.
+        """
         path = f"{self.prefix}/{quote_email(email)}/details"
         params = {"include_orders": "true", "include_subscriptions": "true"}
-        body = self._get_json("details", path, params, missing_ok=True)
-        if body is not None and not isinstance(body, dict):
-            raise ApiError(f"Customer details answered {type_name(body)}.")
-        return body
+        # Any other shape is one customer's bad record, for the source to
+        # quarantine; it does not stop the sync.
+        return self._get_json("details", path, params, missing_ok=True)
 
     # Plumbing.
 
@@ -278,8 +290,19 @@ class ApiClient:
         *,
         missing_ok: bool = False,
     ) -> Any:
+        unreadable = 0
+
+        def worth_another(exc: BaseException) -> bool:
+            nonlocal unreadable
+            if not isinstance(exc, TransientError):
+                return False
+            # A list page cannot be skipped, so it keeps trying as long as
+            # the budget allows; one customer's details can be set aside.
+            unreadable += exc.unreadable and route == "details"
+            return unreadable < UNREADABLE_TRIES
+
         retrying = Retrying(
-            retry=retry_if_exception_type(TransientError),
+            retry=retry_if_exception(worth_another),
             # Stops before a wait that would end past the budget, however
             # long a `Retry-After` the server asks for.
             stop=stop_before_delay(self.retry_budget),
@@ -292,6 +315,11 @@ class ApiClient:
                 with attempt:
                     return self._attempt(route, path, params, missing_ok)
         except TransientError as exc:
+            if exc.unreadable and unreadable >= UNREADABLE_TRIES:
+                raise UnreadableAnswer(
+                    f"The {describe(route)} answered {UNREADABLE_TRIES} times "
+                    "with a body that is not valid JSON."
+                ) from None
             asked = (
                 f" (it asked to wait {exc.retry_after:.0f} s more)"
                 if exc.retry_after
@@ -455,7 +483,9 @@ def _decode(response: httpx.Response) -> Any:
     try:
         return response.json()
     except ValueError:
-        raise TransientError("200 with a body that is not valid JSON") from None
+        raise TransientError(
+            "200 with a body that is not valid JSON", unreadable=True
+        ) from None
 
 
 def _is_json(response: httpx.Response) -> bool:

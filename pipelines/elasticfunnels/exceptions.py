@@ -35,6 +35,11 @@ class ApiError(EfwError):
     exit_code = 3
 
 
+class UnreadableAnswer(ApiError):
+    """An answer that stayed unreadable JSON however often it was asked for;
+    for one customer's details, the sync quarantines it and goes on."""
+
+
 class ResultWindowExceeded(ApiError):
     """A scan needs more results than the API serves for one query."""
 
