@@ -324,6 +324,18 @@ SETTINGS = {
         {"lookback_days": float("nan")},
         ["`lookback_days` is nan", "SOURCES__ELASTICFUNNELS__LOOKBACK_DAYS"],
     ),
+    "a lookback past any calendar": (
+        {"lookback_days": 1e12},
+        ["`lookback_days` is 1000000000000.0", "0 or more and at most 3,650"],
+    ),
+    "a reconcile interval past any calendar": (
+        {"reconcile_every_days": 1e12},
+        ["`reconcile_every_days` is", "at most 3,650"],
+    ),
+    "a timeout no clock can hold": (
+        {"timeout_seconds": 1e300},
+        ["`timeout_seconds` is 1e+300", "more than 0 and at most 86,400"],
+    ),
     "a negative result window": (
         {"max_result_window": -5},
         ["`max_result_window` is -5", "0 (no limit) or more"],

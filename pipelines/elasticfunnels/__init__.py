@@ -165,15 +165,21 @@ class Hashes64:
             self._recent.clear()
 
 
-def _check_number(name: str, value: Any, zero_means: str | None) -> None:
+def _check_number(
+    name: str, value: Any, zero_means: str | None, at_most: float | None
+) -> None:
     """Refuses a numeric setting that is not a finite number of 0 or more
-    (more than 0 where `zero_means` is None; else what 0 stands for)."""
+    (more than 0 where `zero_means` is None; else what 0 stands for), or
+    past `at_most`, where dates and timers stop making sense."""
     number = float(value)
     if zero_means is None:
         fits, allowed = number > 0, "more than 0"
     else:
         fits = number >= 0
         allowed = f"0 ({zero_means}) or more" if zero_means else "0 or more"
+    if at_most is not None:
+        fits = fits and number <= at_most
+        allowed += f" and at most {at_most:,}"
     if not (math.isfinite(number) and fits):
         raise ConfigurationError(
             f"`{name}` is {value!r}; it must be {allowed}. Fix it under "
@@ -252,16 +258,17 @@ def elasticfunnels(
             "Fix it under [sources.elasticfunnels] or "
             "SOURCES__ELASTICFUNNELS__PER_PAGE."
         )
-    for name, value, zero_means in (
-        ("lookback_days", lookback_days, ""),
-        ("reconcile_every_days", reconcile_every_days, ""),
-        ("max_requests_per_second", max_requests_per_second, "no cap"),
-        ("timeout_seconds", timeout_seconds, None),
-        ("retry_budget_seconds", retry_budget_seconds, ""),
-        ("retry_floor_seconds", retry_floor_seconds, ""),
-        ("max_result_window", max_result_window, "no limit"),
+    ten_years, a_day, a_week = 3650, 86_400, 7 * 86_400
+    for name, value, zero_means, at_most in (
+        ("lookback_days", lookback_days, "", ten_years),
+        ("reconcile_every_days", reconcile_every_days, "", ten_years),
+        ("max_requests_per_second", max_requests_per_second, "no cap", None),
+        ("timeout_seconds", timeout_seconds, None, a_day),
+        ("retry_budget_seconds", retry_budget_seconds, "", a_week),
+        ("retry_floor_seconds", retry_floor_seconds, "", a_day),
+        ("max_result_window", max_result_window, "no limit", None),
     ):
-        _check_number(name, value, zero_means)
+        _check_number(name, value, zero_means, at_most)
     run = run or SyncRun()
     client = ApiClient(
         base_url,
