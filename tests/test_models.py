@@ -720,8 +720,41 @@ def test_a_month_without_buyers_shows_zero():
         (2, 0, 0.0, Decimal("0.00"), Decimal("10.00")),
         (3, 1, 1.0, Decimal("0.00"), Decimal("10.00")),
     ]
-    assert ltv == [(Decimal("10.00"), Decimal("10.00"), Decimal("10.00"), None)]
+    # The data ends on 10 April: month 3 is not over, so too young to tell.
+    assert ltv == [(Decimal("10.00"), Decimal("10.00"), None, None)]
     assert run_data_tests(con) == []
+    con.close()
+
+
+@pytest.mark.parametrize(("last_day", "april_complete"), [(10, False), (30, True)])
+def test_the_month_the_data_ends_in_is_complete_only_on_its_last_day(
+    last_day, april_complete
+):
+    con = duckdb.connect()
+    tiny_warehouse(
+        con,
+        [
+            ("jan", "1997-01-10T12:00:00+00:00", "approved"),
+            ("apr", f"1997-04-{last_day}T12:00:00+00:00", "approved"),
+        ],
+    )
+    build_models(con)
+    expected = [
+        (date(1997, 1, 1), True),
+        (date(1997, 2, 1), True),
+        (date(1997, 3, 1), True),
+        (date(1997, 4, 1), april_complete),
+    ]
+    for mart, month in (
+        ("cohort_retention", "activity_month"),
+        ("monthly_revenue", "revenue_month"),
+    ):
+        rows = con.execute(
+            f"select {month}, is_complete_month from marts.{mart} order by 1"
+        ).fetchall()
+        assert rows == expected, mart
+    [(month_3,)] = con.execute("select ltv_month_3 from marts.cohort_ltv").fetchall()
+    assert month_3 == (Decimal("20.00") if april_complete else None)
     con.close()
 
 

@@ -35,7 +35,9 @@ cohorts as (
 
 data_end as (
 
-    select cast(date_trunc('month', max(as_of_date)) as date) as last_month
+    select
+        cast(date_trunc('month', max(as_of_date)) as date) as last_month,
+        max(as_of_date) as as_of_date
     from cohort_members
 
 ),
@@ -141,6 +143,13 @@ final as (
         period_number,
         activity_month,
         cohort_size,
+
+        -- false for the month the data ends in, unless it ends on its last
+        -- day: its figures are still growing
+        cast(activity_month + interval 1 month as date)
+            <= (select as_of_date from data_end) + 1
+            as is_complete_month,
+
         count_active_customers,
         cast(count_active_customers as double) / cohort_size
             as retention_rate,

@@ -92,6 +92,12 @@ final as (
 
         month_spine.revenue_month,
 
+        -- false for the month the data ends in, unless it ends on its last
+        -- day: its figures are still growing
+        cast(month_spine.revenue_month + interval 1 month as date)
+            <= (select max(as_of_date) from live_customers) + 1
+            as is_complete_month,
+
         coalesce(monthly.count_orders, 0) as count_orders,
 
         cast(coalesce(monthly.gross_revenue, 0) as decimal(18, 2))
