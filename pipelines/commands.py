@@ -280,7 +280,7 @@ def demo_command(args: argparse.Namespace) -> int:
     """Serves the CDNOW data on a free loopback port and syncs it afresh."""
     from pipelines.emulator import DEFAULT_BRAND
     from pipelines.models import published_path
-    from pipelines.sync import default_pipelines_dir, resolve_paths
+    from pipelines.sync import default_pipelines_dir, resolve_paths, sync_running
 
     try:
         warehouse = resolve_paths(args.warehouse).warehouse
@@ -290,6 +290,13 @@ def demo_command(args: argparse.Namespace) -> int:
     # The demo keeps dlt's working folder beside its warehouse, whatever
     # `[efw] pipelines_dir` says: it deletes that folder on the next run.
     working = default_pipelines_dir(warehouse)
+    if sync_running(warehouse):
+        print(
+            f"efw demo: an `efw sync` is writing {warehouse}; wait for it to "
+            "finish, or pass --warehouse with a new path.",
+            file=sys.stderr,
+        )
+        return EXIT_LOCKED
     if warehouse.exists():
         refusal = _not_a_demo(warehouse, DEFAULT_BRAND)
         if refusal:

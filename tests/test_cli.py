@@ -96,3 +96,14 @@ def test_the_demo_leaves_a_file_it_did_not_write(tmp_path, capsys):
     assert "cannot be read as a DuckDB database" in err
     assert "Pass --warehouse with a new path" in err
     assert text.read_text() == "not a database"
+
+
+def test_the_demo_waits_for_a_sync_writing_its_warehouse(tmp_path, capsys):
+    from pipelines.sync import resolve_paths, sync_lock
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    warehouse.write_bytes(b"")
+    with sync_lock(resolve_paths(warehouse)):
+        assert _demo(warehouse) == 4
+    assert "an `efw sync` is writing" in capsys.readouterr().err
+    assert warehouse.exists()
