@@ -264,8 +264,9 @@ class WarehouseCustomers:
         self._client = self._client_cm.__enter__()
         self._customers = self._client.make_qualified_table_name("customers")
         details = self._client.make_qualified_table_name("details")
-        # The first load may have listed customers but fetched no details.
-        if self._exists(details):
+        # The first load may have listed customers but loaded no details (all
+        # quarantined): no table, or one without the hash.
+        if self._exists(f"select list_row_hash from {details} limit 1"):
             hash_column = "d.list_row_hash"
             join = f"left join {details} d on d.email_key = c.email_key"
         else:
@@ -275,13 +276,14 @@ class WarehouseCustomers:
             f"{hash_column} from {self._customers} c {join} "
             "where c.email_key in ({})"
         )
-        if not self._exists(self._customers):
+        if not self._exists(f"select 1 from {self._customers} limit 1"):
             self.close()
             raise LookupError("no customers table yet")
 
-    def _exists(self, table: str) -> bool:
+    def _exists(self, probe: str) -> bool:
+        """Whether `probe` runs: the table and columns it names exist."""
         try:
-            self._client.execute_sql(f"select 1 from {table} limit 1")
+            self._client.execute_sql(probe)
         except Exception:
             return False
         return True

@@ -883,3 +883,25 @@ def test_one_customers_broken_details_are_set_aside(fresh, tmp_path):
         key,
     )
     assert loaded == 1
+
+
+def test_a_first_sync_that_loaded_no_details_does_not_block_the_next(
+    fresh, tmp_path
+):
+    def no_details(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/details"):
+            return httpx.Response(200, json=["not", "an", "object"])
+        return fresh.transport().handle_request(request)
+
+    warehouse = tmp_path / "w.duckdb"
+    # The models build stand-ins for the raw tables a load did not make.
+    first = sync(
+        fresh, warehouse, transport=httpx.MockTransport(no_details), build=True
+    )
+    assert first.run.quarantined == first.run.details_fetched > 0
+
+    # Every customer's details are fetched again, and this time they load.
+    again = sync(fresh, warehouse, full=True)
+    assert again.run.details_fetched == first.run.details_fetched
+    [(loaded,)] = query(warehouse, "select count(*) from elasticfunnels.details")
+    assert loaded == len(api_rows(fresh))
