@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import hashlib
 import logging
 import os
 import re
@@ -107,11 +108,14 @@ def resolve_paths(warehouse: str | os.PathLike[str] | None = None) -> Paths:
             "its dataset; choose another name."
         )
     working = dlt.config.get("efw.pipelines_dir")
-    pipelines_dir = (
-        Path(os.path.expanduser(str(working))).resolve()
-        if working
-        else default_pipelines_dir(path)
-    )
+    if working:
+        # One setting may serve many warehouses (an agency's brands): each
+        # gets its own folder in it, or their states and pending data mix.
+        digest = hashlib.blake2b(str(path).encode(), digest_size=4).hexdigest()
+        root = Path(os.path.expanduser(str(working))).resolve()
+        pipelines_dir = root / f"{path.stem}-{digest}"
+    else:
+        pipelines_dir = default_pipelines_dir(path)
     return Paths(path, pipelines_dir)
 
 

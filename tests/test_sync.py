@@ -885,9 +885,7 @@ def test_one_customers_broken_details_are_set_aside(fresh, tmp_path):
     assert loaded == 1
 
 
-def test_a_first_sync_that_loaded_no_details_does_not_block_the_next(
-    fresh, tmp_path
-):
+def test_a_first_sync_that_loaded_no_details_does_not_block_the_next(fresh, tmp_path):
     def no_details(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/details"):
             return httpx.Response(200, json=["not", "an", "object"])
@@ -905,3 +903,21 @@ def test_a_first_sync_that_loaded_no_details_does_not_block_the_next(
     assert again.run.details_fetched == first.run.details_fetched
     [(loaded,)] = query(warehouse, "select count(*) from elasticfunnels.details")
     assert loaded == len(api_rows(fresh))
+
+
+def test_one_working_folder_setting_serves_many_warehouses(tmp_path, monkeypatch):
+    monkeypatch.setenv("EFW__PIPELINES_DIR", str(tmp_path / "dlt"))
+    store = Emulator.cdnow(max_customers=200).store
+    brands = {"2000": tmp_path / "b.duckdb", "3000": tmp_path / "a.duckdb"}
+    for brand in ("2000", "3000", "2000"):
+        emulator = Emulator(store, brand=brand)
+        sync(emulator, brands[brand], brand=brand)
+
+    folders = {resolve_paths(w).pipelines_dir for w in brands.values()}
+    assert len(folders) == 2
+    assert all(folder.parent == tmp_path / "dlt" for folder in folders)
+    for warehouse in brands.values():
+        [(customers,)] = query(
+            warehouse, "select count(*) from elasticfunnels.customers"
+        )
+        assert customers == len(api_rows(Emulator(store)))
