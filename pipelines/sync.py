@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import re
+import shutil
 import signal
 import sys
 import time
@@ -370,6 +371,7 @@ def run_sync(
         pipeline = make_pipeline(paths)
         try:
             resumed = _finish_pending(pipeline)
+            _drop_unfinished_extracts(pipeline)
             _call(hooks, "after_pending")
             run = SyncRun(started_at=now or datetime.now(UTC))
             run.on_progress = on_progress
@@ -460,6 +462,29 @@ def build_and_publish(
         connection = client.native_connection
         result.models = models.build_models(connection, business_timezone=timezone_name)
     result.published = models.publish_copy(paths.warehouse)
+
+
+def _drop_unfinished_extracts(pipeline: dlt.Pipeline) -> None:
+    """Deletes what extracts stopped midway left (Ctrl-C, SIGTERM, a kill).
+
+    dlt writes each extract in a folder of its own and moves it among the
+    extracted packages when it completes; a stopped one stays there, with
+    customers' emails and names, and no run ever reads it again. Under the
+    sync's lock, no other extract can be writing one."""
+    from dlt.common.storages import NormalizeStorage
+
+    root = Path(pipeline.working_dir) / "normalize"
+    if not root.is_dir():
+        return
+    stale = [
+        folder
+        for folder in root.iterdir()
+        if folder.is_dir() and folder.name != NormalizeStorage.EXTRACTED_FOLDER
+    ]
+    for folder in stale:
+        shutil.rmtree(folder, ignore_errors=True)
+    if stale:
+        logger.info("deleted %d unfinished extract(s) of stopped runs", len(stale))
 
 
 def _finish_pending(pipeline: dlt.Pipeline) -> int:

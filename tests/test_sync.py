@@ -921,3 +921,38 @@ def test_one_working_folder_setting_serves_many_warehouses(tmp_path, monkeypatch
             warehouse, "select count(*) from elasticfunnels.customers"
         )
         assert customers == len(api_rows(Emulator(store)))
+
+
+class InterruptedAfter(httpx.BaseTransport):
+    """Serves `emulator` until `details` details calls, then acts as Ctrl-C."""
+
+    def __init__(self, emulator: Emulator, details: int) -> None:
+        self.inner = emulator.transport()
+        self.left = details
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/details"):
+            self.left -= 1
+            if self.left < 0:
+                raise KeyboardInterrupt
+        return self.inner.handle_request(request)
+
+
+def test_what_a_stopped_extract_wrote_is_deleted_by_the_next_sync(fresh, tmp_path):
+    warehouse = tmp_path / "w.duckdb"
+    extracts = resolve_paths(warehouse).pipelines_dir / "efw" / "normalize"
+
+    def unfinished() -> list[Path]:
+        # dlt's own folder for completed extracts aside.
+        return [p for p in extracts.iterdir() if p.is_dir() and p.name != "extracted"]
+
+    with pytest.raises(KeyboardInterrupt):
+        sync(fresh, warehouse, transport=InterruptedAfter(fresh, 300))
+    # The stopped extract's folder, where customers' rows go as its writers
+    # fill; no run reads it again.
+    assert len(unfinished()) == 1
+
+    sync(fresh, warehouse)
+    assert unfinished() == []
+    [(customers,)] = query(warehouse, "select count(*) from elasticfunnels.customers")
+    assert customers == len(api_rows(fresh))
