@@ -728,13 +728,29 @@ def _warehouse_failure(
     return 2
 
 
+#: Columns whose values are a customer's personal data, never printed: the
+#: output of `efw models --test` ends up in scheduler logs and mail.
+PERSONAL = re.compile(r"email|name|phone|address|city|state|country|zip")
+
+
 def _print_failures(failures: list[TestFailure]) -> None:
     for failure in failures:
         print(f"FAIL {failure}  [sql/tests/{failure.test}]")
+        hidden = False
         for row in failure.sample_rows:
-            print("    " + ", ".join(f"{key}={value}" for key, value in row.items()))
+            shown = []
+            for key, value in row.items():
+                if value is not None and PERSONAL.search(key):
+                    value, hidden = "(hidden)", True
+                shown.append(f"{key}={value}")
+            print("    " + ", ".join(shown))
         if failure.count_rows > len(failure.sample_rows):
             print(f"    ... and {failure.count_rows - len(failure.sample_rows)} more")
+        if hidden:
+            print(
+                "    (personal data hidden; the test's query shows it: "
+                f"efw query with the SQL of sql/tests/{failure.test})"
+            )
 
 
 def _models_command(args) -> int:

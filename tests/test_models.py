@@ -1031,6 +1031,9 @@ def test_cli_failing_data_test_exits_1_naming_rule_and_rows(warehouse, capsys):
 
     assert "FAIL stg_orders: status is approved, refunded, chargeback" in out
     assert "order_id=odd-1" in out
+    # Which customer stays out of logs and mail.
+    assert "email_key=(hidden)" in out and "@" not in out
+    assert "personal data hidden" in out
     assert not warehouse.with_name("efw.published.duckdb").exists()
 
 
