@@ -45,6 +45,19 @@ def main(argv: list[str] | None = None) -> int:
         # the same pipe, so stdout goes nowhere from here on.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except Exception as exc:
+        if type(exc).__name__ != "TomlProviderReadException":
+            raise
+        # A syntax error in .dlt/config.toml or secrets.toml. The parser's
+        # message gives the line, never a value of the file.
+        said = str(exc).splitlines()[-1].strip()
+        paths = [p for p in getattr(exc, "full_paths", []) if os.path.isfile(p)]
+        print(
+            f"efw: {', '.join(paths) or 'a settings file'} cannot be read "
+            f"({said}); fix it and run the command again.",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":

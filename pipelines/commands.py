@@ -87,6 +87,15 @@ def setup_logging(verbose: bool = False) -> None:
 def sync_command(args: argparse.Namespace, **overrides: Any) -> int:
     from pipelines.sync import run_sync
 
+    for name in ("EFW_LOG_LEVEL", "RUNTIME__LOG_LEVEL"):
+        value = os.environ.get(name, "")
+        if value and not isinstance(logging.getLevelName(value.upper()), int):
+            print(
+                f"efw: {name} is {value!r}; use DEBUG, INFO, WARNING, ERROR or "
+                "CRITICAL, or unset it.",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
     setup_logging()
     try:
         with Progress() as progress:

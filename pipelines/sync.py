@@ -363,6 +363,7 @@ def run_sync(
     `now` pins the run's clock (tests that replay 1997 night by night)."""
     hooks = hooks or {}
     dlt_defaults.install()
+    _check_normalize_workers()
     _quiet_http_logs()
     paths = resolve_paths(warehouse)
     timezone_name = _business_timezone() if build else None
@@ -415,6 +416,24 @@ def run_sync(
                 raise failure from None
         result.seconds = time.monotonic() - started
         return result
+
+
+def _check_normalize_workers() -> None:
+    """`[normalize] workers`, if set, is a count of processes: checked before
+    the first request, as dlt would fail only after the extract."""
+    value = dlt.config.get("normalize.workers")
+    if value is None:
+        return
+    try:
+        count = int(str(value))
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise ConfigurationError(
+            f"`workers` under [normalize] is {value!r}; it is how many processes "
+            "dlt normalizes with, 1 or more. Fix it in .dlt/config.toml or "
+            "NORMALIZE__WORKERS, or unset it to let efw choose."
+        )
 
 
 def normalize_workers(run: SyncRun) -> int:

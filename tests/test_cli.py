@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -107,3 +108,22 @@ def test_the_demo_waits_for_a_sync_writing_its_warehouse(tmp_path, capsys):
         assert _demo(warehouse) == 4
     assert "an `efw sync` is writing" in capsys.readouterr().err
     assert warehouse.exists()
+
+
+def test_a_settings_file_that_does_not_parse_is_named(tmp_path):
+    settings = tmp_path / ".dlt"
+    settings.mkdir()
+    (settings / "secrets.toml").write_text(
+        '[sources.elasticfunnels]\naccess_key = "s3cret-value\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "sync"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("efw: ./.dlt/secrets.toml cannot be read (")
+    assert "Traceback" not in done.stderr
+    assert "s3cret" not in done.stderr + done.stdout

@@ -956,3 +956,24 @@ def test_what_a_stopped_extract_wrote_is_deleted_by_the_next_sync(fresh, tmp_pat
     assert unfinished() == []
     [(customers,)] = query(warehouse, "select count(*) from elasticfunnels.customers")
     assert customers == len(api_rows(fresh))
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "four"])
+def test_normalize_workers_that_cannot_be_are_refused_before_any_request(
+    value, fresh, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("NORMALIZE__WORKERS", value)
+    code, _ = guarded(lambda: sync(fresh, tmp_path / "w.duckdb"))
+    assert code == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert f"`workers` under [normalize] is '{value}'" in err
+    assert "NORMALIZE__WORKERS" in err
+    assert _requests(fresh) == 0
+
+
+@pytest.mark.parametrize("name", ["EFW_LOG_LEVEL", "RUNTIME__LOG_LEVEL"])
+def test_an_unknown_log_level_is_named(name, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(name, "LOUD")
+    args = argparse.Namespace(full=False, warehouse=str(tmp_path / "w.duckdb"))
+    assert sync_command(args) == EXIT_CONFIG
+    assert f"{name} is 'LOUD'" in capsys.readouterr().err
