@@ -977,3 +977,43 @@ def test_an_unknown_log_level_is_named(name, tmp_path, monkeypatch, capsys):
     args = argparse.Namespace(full=False, warehouse=str(tmp_path / "w.duckdb"))
     assert sync_command(args) == EXIT_CONFIG
     assert f"{name} is 'LOUD'" in capsys.readouterr().err
+
+
+def _client_of(handler) -> ApiClient:
+    return ApiClient(
+        "http://shop.example/api",
+        "7",
+        "secret-key-1234",
+        retry_budget=0.3,
+        retry_floor=0.05,
+        transport=httpx.MockTransport(handler),
+    )
+
+
+def test_a_redirect_names_where_the_api_went_and_base_url():
+    def moved(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            301,
+            headers={"Location": "https://shop.example/api/brands/7/a%40b.c/x"},
+        )
+
+    with _client_of(moved) as client, pytest.raises(ConfigurationError) as moved_on:
+        client.quick_access()
+    message = str(moved_on.value)
+    assert "answered 301 Moved Permanently to https://shop.example:" in message
+    assert "SOURCES__ELASTICFUNNELS__BASE_URL" in message
+    assert "%40" not in message and "secret-key" not in message
+    assert client.stats.requests == 1
+
+
+def test_a_website_at_base_url_is_named_as_the_likely_cause():
+    def website(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, text="<html>shop</html>", headers={"content-type": "text/html"}
+        )
+
+    with _client_of(website) as client, pytest.raises(ApiError) as failed:
+        client.quick_access()
+    message = str(failed.value)
+    assert "body instead of JSON" in message
+    assert "If `shop.example` is not the API's host, fix `base_url`" in message

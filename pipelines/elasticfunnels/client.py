@@ -199,8 +199,8 @@ class ApiClient:
             )
         self.brand = str(brand)
         self.host = url.host
-        # Whether the API has answered this run at all: a host that never
-        # did is more likely a wrong `base_url` than an outage.
+        # Whether the API has answered JSON this run: a host that never did
+        # is more likely a wrong `base_url` than an outage.
         self.answered = False
         self.prefix = f"/brands/{quote(self.brand, safe='')}/customers"
         self.retry_budget = retry_budget
@@ -374,7 +374,6 @@ class ApiClient:
                     f"{': ' + said if said else ''})",
                     unreachable=True,
                 ) from None
-        self.answered = True
         logger.debug("GET %s -> %s", route, response.status_code)
         return self._read(route, response, missing_ok)
 
@@ -406,17 +405,31 @@ class ApiClient:
                 f"{_rejected_fields(response)}. Check `per_page` (1 to 100) "
                 "under [sources.elasticfunnels]."
             )
+        if 300 <= status < 400:
+            # Only where it points, not the path, which may hold an email.
+            target = httpx.URL(response.headers.get("Location", ""))
+            where = f" to {target.scheme}://{target.host}" if target.host else ""
+            raise ConfigurationError(
+                f"The {describe(route)} answered {status} "
+                f"{response.reason_phrase}{where}: the API is elsewhere than "
+                f"`base_url` says. Set `base_url` ({BASE_URL_SETTING}) to the "
+                "API's address (https://app.elasticfunnels.io/api)."
+            )
         if status >= 300:
             raise ApiError(
                 f"The {describe(route)} answered {status} "
                 f"{response.reason_phrase}; efw expects 200."
             )
         if not _is_json(response):
-            # Proxies and maintenance pages answer HTML with a 200.
+            # Proxies and maintenance pages answer HTML with a 200; so does a
+            # website `base_url` points at by mistake, if nothing here ever
+            # answered JSON.
             raise TransientError(
                 f"200 with a {response.headers.get('Content-Type', 'missing')} "
-                "body instead of JSON"
+                "body instead of JSON",
+                unreachable=True,
             )
+        self.answered = True
         return _decode(response)
 
     def _auth_message(self, status: int, response: httpx.Response) -> str:
