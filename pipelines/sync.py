@@ -102,6 +102,12 @@ def resolve_paths(warehouse: str | os.PathLike[str] | None = None) -> Paths:
             f"The warehouse path `{path}` is a folder, not a DuckDB file. "
             f"{WAREHOUSE_SETTING}"
         )
+    if path.name.endswith(".published.duckdb"):
+        raise ConfigurationError(
+            f"`{path}` is the read-only copy efw publishes for BI tools after "
+            "each sync; name the warehouse itself, without `.published`. "
+            f"{WAREHOUSE_SETTING}"
+        )
     if path.stem == DATASET_NAME:
         # DuckDB cannot tell a catalog from a schema of the same name.
         raise ConfigurationError(

@@ -333,7 +333,13 @@ def _requests(emulator: Emulator) -> int:
 
 @pytest.mark.parametrize(
     "where",
-    ["under a file", "a folder named .duckdb", "not a DuckDB file", "dlt folder"],
+    [
+        "under a file",
+        "a folder named .duckdb",
+        "not a DuckDB file",
+        "the published copy",
+        "dlt folder",
+    ],
 )
 def test_a_warehouse_that_cannot_be_written_exits_2_naming_it(
     where, fresh, tmp_path, monkeypatch, capsys
@@ -347,6 +353,8 @@ def test_a_warehouse_that_cannot_be_written_exits_2_naming_it(
     elif where == "a folder named .duckdb":
         warehouse.mkdir()
         named = warehouse
+    elif where == "the published copy":
+        warehouse = named = tmp_path / "w.published.duckdb"
     elif where == "not a DuckDB file":
         warehouse.write_text("not a database")
         named = warehouse
