@@ -10,10 +10,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import re
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_LOCKED = 0, 1, 2, 4
+#: Rows one query prints at most.
+MAX_ROWS = 10_000
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -23,7 +26,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description=(
             "Run one SQL statement, read-only, on the published copy of the "
             "warehouse (<warehouse>.published.duckdb) and print its rows. "
-            "Exit codes: 0 ok, 1 the statement failed, 2 no published copy."
+            "Exit codes: 0 ok, 1 the statement failed, 2 no published copy, "
+            "4 another program has it open for writing."
         ),
     )
     query.add_argument(
@@ -62,31 +66,66 @@ def query_command(args: argparse.Namespace) -> int:
         )
         return EXIT_CONFIG
 
-    with duckdb.connect(str(published), read_only=True) as con:
+    try:
+        con = duckdb.connect(str(published), read_only=True)
+    except duckdb.Error as exc:
+        if "lock" in str(exc).lower():
+            print(
+                f"efw query: another program has {published} open for writing; "
+                "close it (BI tools and the duckdb shell should open it "
+                "read-only) and try again.",
+                file=sys.stderr,
+            )
+            return EXIT_LOCKED
+        print(
+            f"efw query: {published} cannot be read as DuckDB "
+            f"({type(exc).__name__}); run `efw models` to publish it again.",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    with con:
         try:
+            # Reads of this copy only: no files written or read elsewhere.
+            con.execute("set enable_external_access = false")
+            statements = con.extract_statements(args.sql)
+            if len(statements) != 1:
+                print(
+                    f"efw query: give one SQL statement, not {len(statements)}.",
+                    file=sys.stderr,
+                )
+                return EXIT_FAILED
             # DuckDB plans the statement here and runs it only when the rows
             # are asked for: an error may come from either step.
             relation = con.sql(args.sql)
             if relation is not None:
+                rows = relation.shape[0]
                 table = io.StringIO()
                 with contextlib.redirect_stdout(table):
-                    relation.show(max_rows=args.max_rows, max_width=160)
-                rows = relation.shape[0]
+                    relation.limit(args.max_rows).show(
+                        max_rows=args.max_rows + 1, max_width=160
+                    )
         except duckdb.Error as exc:
             print(f"efw query: {exc}", file=sys.stderr)
             return EXIT_FAILED
     if relation is not None:
         text = table.getvalue()
-        sys.stdout.write(text)
-        # DuckDB counts the rows below the table itself only when it leaves
-        # rows or columns out.
-        if "row" not in text.rpartition("┘")[2]:
-            print(f"{rows:,} row{'' if rows == 1 else 's'}")
+        body, _, footer = text.rpartition("┘")
+        sys.stdout.write(body + "┘\n")
+        count = f"{rows:,} row{'' if rows == 1 else 's'}"
+        if rows > args.max_rows:
+            count += f" ({args.max_rows:,} shown)"
+        # DuckDB's own line below the table says how many columns it hid.
+        hidden = re.search(r"([\d,]+) columns \(([\d,]+) shown\)", footer)
+        if hidden:
+            count += f", {hidden[1]} columns ({hidden[2]} shown)"
+        print(count)
     return EXIT_OK
 
 
 def _positive(text: str) -> int:
     value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    if not 1 <= value <= MAX_ROWS:
+        raise argparse.ArgumentTypeError(
+            f"must be 1 to {MAX_ROWS:,}, not {value}; `efw export` writes more"
+        )
     return value

@@ -79,11 +79,66 @@ def test_an_error_while_the_rows_are_read_exits_1_without_a_traceback(
     assert err.startswith("efw query: ") and "Traceback" not in err
 
 
-def test_max_rows_below_one_is_a_usage_error(published, capsys):
+@pytest.mark.parametrize("rows", ["-1", "0", "99999999999999999999"])
+def test_max_rows_out_of_range_is_a_usage_error(rows, published, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["query", "select 1", "--max-rows", "-1", "--warehouse", str(published)])
+        main(["query", "select 1", "--max-rows", rows, "--warehouse", str(published)])
     assert exit_info.value.code == 2
-    assert "must be 1 or more, not -1" in capsys.readouterr().err
+    assert f"must be 1 to 10,000, not {rows}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("total", "limit"), [(5, 3), (41, 40), (3, 40)])
+def test_max_rows_rows_are_printed(total, limit, published, capsys):
+    sql = f"select range as n from range({total})"
+    args = ["query", sql, "--max-rows", str(limit), "--warehouse", str(published)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    printed = [line for line in out.splitlines() if line.startswith("│")]
+    # The header row and its type row, then one line a row shown.
+    assert len(printed) == 2 + min(total, limit)
+    shown = f" ({limit:,} shown)" if total > limit else ""
+    assert out.splitlines()[-1] == f"{total:,} rows{shown}"
+
+
+@pytest.mark.parametrize(
+    ("sql", "said"),
+    [
+        ("select 1; select 2", "give one SQL statement, not 2"),
+        ("-- nothing", "give one SQL statement, not 0"),
+        ("copy (select 1) to 'out.csv'", "Permission Error"),
+        ("select * from read_csv('/etc/passwd')", "Permission Error"),
+    ],
+)
+def test_one_statement_reading_only_the_copy(sql, said, published, capsys, tmp_path):
+    assert main(["query", sql, "--warehouse", str(published)]) == 1
+    assert said in capsys.readouterr().err
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_copy_another_program_writes_exits_4(published, capsys):
+    import subprocess
+    import sys
+
+    from pipelines.models import published_path
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print(1, "
+            "flush=True); sys.stdin.read()",
+            str(published_path(published)),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "1"
+        assert main(["query", "select 1", "--warehouse", str(published)]) == 4
+    finally:
+        holder.communicate("")
+    assert "open for writing" in capsys.readouterr().err
 
 
 def test_no_published_copy_exits_2_saying_what_to_run(tmp_path, capsys):
