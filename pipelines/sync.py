@@ -130,16 +130,26 @@ def default_pipelines_dir(warehouse: Path) -> Path:
     return warehouse.parent / f".{warehouse.stem}.dlt"
 
 
+MIN_MEMORY_BYTES = 64 * 1000**2
 MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*([KMGT]i?B|B)", re.IGNORECASE)
 
 
 def memory_limit() -> str:
     """`[efw] memory_limit` (EFW__MEMORY_LIMIT), in DuckDB's units: "512MB"."""
     value = str(dlt.config.get("efw.memory_limit") or DEFAULT_MEMORY_LIMIT).strip()
-    if not MEMORY_SIZE.fullmatch(value):
+    size = MEMORY_SIZE.fullmatch(value)
+    if not size:
         raise ConfigurationError(
             f"`memory_limit` is {value!r}; DuckDB takes a size such as 512MB or "
             "2GB. Fix it under [efw] (EFW__MEMORY_LIMIT)."
+        )
+    unit = size[2].upper()
+    base = 1024 if "I" in unit else 1000
+    power = "BKMGT".index(unit[0])
+    if float(value[: size.start(2)]) * base**power < MIN_MEMORY_BYTES:
+        raise ConfigurationError(
+            f"`memory_limit` is {value!r}; DuckDB needs at least 64MB to load "
+            "and build the models. Fix it under [efw] (EFW__MEMORY_LIMIT)."
         )
     return value
 

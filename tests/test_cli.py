@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import pipelines.cli as cli
 
 
@@ -127,3 +129,19 @@ def test_a_settings_file_that_does_not_parse_is_named(tmp_path):
     assert done.stderr.startswith("efw: ./.dlt/secrets.toml cannot be read (")
     assert "Traceback" not in done.stderr
     assert "s3cret" not in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--port", "-1"], "--port: must be 0 to 65,535, not -1"),
+        (["--port", "99999"], "--port: must be 0 to 65,535, not 99,999"),
+        (["--max-customers", "-5"], "--max-customers: must be 1 to"),
+        (["--customers", "many"], "--customers: not a whole number: 'many'"),
+    ],
+)
+def test_emulator_flags_out_of_range_are_usage_errors(flags, said, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["emulator", "serve", *flags])
+    assert exit_info.value.code == 2
+    assert said in capsys.readouterr().err

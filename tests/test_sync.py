@@ -280,17 +280,21 @@ def test_duckdb_memory_is_capped_by_the_setting(fresh, tmp_path, monkeypatch):
     assert limit == "488.2 MiB"
 
 
+@pytest.mark.parametrize(
+    ("limit", "said"), [("lots", "DuckDB takes a size"), ("1KB", "at least 64MB")]
+)
 def test_a_memory_limit_duckdb_cannot_read_exits_2_naming_it(
-    fresh, tmp_path, monkeypatch, capsys
+    limit, said, fresh, tmp_path, monkeypatch, capsys
 ):
     warehouse = tmp_path / "w.duckdb"
     sync(fresh, warehouse)
     fresh.reset_counts()
-    monkeypatch.setenv("EFW__MEMORY_LIMIT", "lots")
+    monkeypatch.setenv("EFW__MEMORY_LIMIT", limit)
 
     code, _ = guarded(lambda: sync(fresh, warehouse))
     assert code == 2
-    assert "`memory_limit` is 'lots'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"`memory_limit` is '{limit}'" in err and said in err
     assert fresh.counts["list"] == 0
     assert main(["models", "--warehouse", str(warehouse)]) == 2
     assert "EFW__MEMORY_LIMIT" in capsys.readouterr().err

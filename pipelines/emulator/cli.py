@@ -76,20 +76,22 @@ def _add_commands(parser: argparse.ArgumentParser) -> None:
         ),
     )
     serve.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080, help="default 8080")
+    serve.add_argument(
+        "--port", type=_bounded(0, 65_535), default=8080, help="default 8080"
+    )
     serve.add_argument("--brand", default=DEFAULT_BRAND, help="brand id to serve")
     serve.add_argument("--key", default=DEFAULT_KEY, help="access key to accept")
     serve.add_argument("--dataset", choices=("cdnow", "synthetic"), default="cdnow")
     serve.add_argument(
         "--customers",
-        type=int,
+        type=_bounded(1, 100_000_000),
         default=10_000,
         metavar="N",
         help="customers to generate with --dataset synthetic (default 10000)",
     )
     serve.add_argument(
         "--max-customers",
-        type=int,
+        type=_bounded(1, 100_000_000),
         metavar="N",
         help="keep only the first N CDNOW customers",
     )
@@ -104,6 +106,23 @@ def _add_commands(parser: argparse.ArgumentParser) -> None:
     for flag, name, options in _FAULT_FLAGS:
         faults.add_argument(flag, dest=name, help=_FAULT_HELP[name], **options)
     serve.set_defaults(handler=serve_command)
+
+
+def _bounded(low: int, high: int) -> Any:
+    """An argparse type: a whole number from `low` to `high`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"must be {low:,} to {high:,}, not {value:,}"
+            )
+        return value
+
+    return parse
 
 
 def serve_command(args: argparse.Namespace) -> int:
