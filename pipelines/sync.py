@@ -91,6 +91,11 @@ def resolve_paths(warehouse: str | os.PathLike[str] | None = None) -> Paths:
     dlt would otherwise keep its state under /var/dlt or the home folder,
     shared by every warehouse on the machine.
     """
+    if warehouse is not None and not str(warehouse).strip():
+        raise ConfigurationError(
+            "The warehouse path is empty; give a file such as warehouse/efw.duckdb. "
+            f"{WAREHOUSE_SETTING}"
+        )
     configured = warehouse or dlt.config.get("efw.warehouse") or DEFAULT_WAREHOUSE
     path = Path(os.path.expanduser(str(configured))).resolve()
     if path.suffix != ".duckdb":

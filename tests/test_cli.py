@@ -145,3 +145,11 @@ def test_emulator_flags_out_of_range_are_usage_errors(flags, said, capsys):
         cli.main(["emulator", "serve", *flags])
     assert exit_info.value.code == 2
     assert said in capsys.readouterr().err
+
+
+def test_the_demo_refuses_an_empty_warehouse_path(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "work.txt").write_text("mine")
+    assert cli.main(["demo", "--warehouse", ""]) == 2
+    assert "The warehouse path is empty" in capsys.readouterr().err
+    assert (tmp_path / "work.txt").read_text() == "mine"
