@@ -177,7 +177,8 @@ def test_the_key_never_leaves_the_request_header(
     for path, data in file_texts(paths.pipelines_dir):
         assert_no_secret(data, f"{path.relative_to(tmp_path)}")
         files += 1
-    assert files > 20
+    # State, schemas, the trace, and what each loaded package keeps.
+    assert files > 10
 
     for copy in (warehouse, published_path(warehouse)):
         assert_no_secret(copy.read_bytes(), copy.name)
