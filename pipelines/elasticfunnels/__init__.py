@@ -472,6 +472,10 @@ class CustomerScan:
         else:
             newest = max(filter(None, (cursor, self.newest)), default=None)
         if newest is not None:
+            # An order dated in the future (a bad row, a skewed clock) would
+            # otherwise hold the cursor there and end every incremental on
+            # its first page; a cursor too early only reads more.
+            newest = min(newest, self.run.started_at)
             state["last_order_date"] = newest.isoformat()
 
     def _incremental(self, start: datetime) -> Iterator[Any]:
