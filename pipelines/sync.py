@@ -37,7 +37,13 @@ from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from pipelines import dlt_defaults
-from pipelines.elasticfunnels import Known, NothingKnown, SyncRun, elasticfunnels
+from pipelines.elasticfunnels import (
+    Known,
+    NothingKnown,
+    SyncRun,
+    elasticfunnels,
+    refuse_another_brand,
+)
 from pipelines.elasticfunnels import settings as source_settings
 from pipelines.elasticfunnels.exceptions import (
     ConfigurationError,
@@ -392,6 +398,12 @@ def run_sync(
     with sync_lock(paths):
         pipeline = make_pipeline(paths)
         try:
+            # Before kept data of one brand is loaded for a run of another.
+            refuse_another_brand(
+                pipeline.state.get("sources", {}).get(DATASET_NAME, {}).get("brand"),
+                source_args.get("brand")
+                or dlt.config.get(f"sources.{DATASET_NAME}.brand"),
+            )
             resumed = _finish_pending(pipeline)
             _drop_unfinished_extracts(pipeline)
             _call(hooks, "after_pending")

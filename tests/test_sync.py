@@ -1077,3 +1077,25 @@ def test_an_order_dated_in_the_future_does_not_hold_the_cursor(tmp_path):
     for key in touched:
         assert loaded.pop(key) in (served.pop(key), future)
     assert loaded == served
+
+
+def test_kept_data_of_one_brand_is_never_loaded_for_another(fresh, tmp_path):
+    warehouse = tmp_path / "w.duckdb"
+
+    def stop() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sync(fresh, warehouse, hooks={"after_extract": stop})
+    fresh.reset_counts()
+
+    with pytest.raises(ConfigurationError, match=f"holds brand `{DEFAULT_BRAND}`"):
+        sync(fresh, warehouse, brand="2000")
+    # Refused before the kept package was loaded, and before any request.
+    assert query(
+        warehouse,
+        "select count(*) from information_schema.tables "
+        "where table_schema = 'elasticfunnels' and table_name = 'customers'",
+    ) == [(0,)]
+    assert sum(fresh.counts.values()) == 0
+    assert sync(fresh, warehouse).resumed_packages == 1

@@ -194,7 +194,13 @@ def _one_brand(brand: str) -> None:
         held = dlt.current.source_state().get("brand")
     except PipelineStateNotAvailable:
         return  # the source used outside a pipeline
-    if held is not None and held != brand:
+    refuse_another_brand(held, brand)
+
+
+def refuse_another_brand(held: Any, brand: Any) -> None:
+    """Raises unless `brand` (as configured) is the brand `held` (recorded)."""
+    brand = str(brand or "").strip()
+    if held is not None and brand and held != brand:
         raise ConfigurationError(
             f"This warehouse holds brand `{held}`, and the settings ask for "
             f"brand `{brand}`; syncing it here would mix two brands' customers. "
