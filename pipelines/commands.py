@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import glob
 import inspect
 import logging
 import os
@@ -30,6 +31,8 @@ EXIT_LOCKED = 4
 EXIT_INTERRUPTED = 130
 
 DEMO_WAREHOUSE = "efw-demo/warehouse.duckdb"
+#: The file in a demo warehouse's dlt folder that says the demo made it.
+DEMO_MARK = "made-by-efw-demo"
 
 
 def add_parsers(commands: Any) -> None:
@@ -287,7 +290,6 @@ def _console(stream: Any) -> Any:
 
 def demo_command(args: argparse.Namespace) -> int:
     """Serves the CDNOW data on a free loopback port and syncs it afresh."""
-    from pipelines.emulator import DEFAULT_BRAND
     from pipelines.models import published_path
     from pipelines.sync import default_pipelines_dir, resolve_paths, sync_running
 
@@ -297,8 +299,9 @@ def demo_command(args: argparse.Namespace) -> int:
         print(f"efw demo: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     # The demo keeps dlt's working folder beside its warehouse, whatever
-    # `[efw] pipelines_dir` says: it deletes that folder on the next run.
+    # `[efw] pipelines_dir` says, and marks there what it made.
     working = default_pipelines_dir(warehouse)
+    mark = working / DEMO_MARK
     if sync_running(warehouse):
         print(
             f"efw demo: an `efw sync` is writing {warehouse}; wait for it to "
@@ -306,16 +309,26 @@ def demo_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_LOCKED
-    if warehouse.exists():
-        refusal = _not_a_demo(warehouse, DEFAULT_BRAND)
-        if refusal:
+    made = [p for p in (warehouse, published_path(warehouse)) if p.exists()]
+    if made and not mark.is_file():
+        print(
+            f"efw demo: {made[0]} was not made by `efw demo`, which starts "
+            "afresh by deleting the warehouse and its published copy. Pass "
+            "--warehouse with a new path.",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    if made:
+        if _held_open(warehouse):
             print(
-                f"efw demo: {warehouse} {refusal}, and the demo starts afresh "
-                "by deleting its warehouse. Pass --warehouse with a new path.",
+                f"efw demo: another program has {warehouse} open; close it "
+                "and run the demo again.",
                 file=sys.stderr,
             )
-            return EXIT_CONFIG
+            return EXIT_LOCKED
         _remove_demo(warehouse, working)
+    working.mkdir(parents=True, exist_ok=True)
+    mark.write_text("efw demo made the warehouse beside this folder.\n")
 
     print("Starting the ElasticFunnels emulator with the CDNOW purchase history...")
     with emulator_process(latency_ms=args.latency_ms) as (base_url, brand, key):
@@ -342,36 +355,15 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def _not_a_demo(warehouse: Path, brand: str) -> str | None:
-    """Why the file at `warehouse` is not a demo's to replace, or None."""
+def _held_open(warehouse: Path) -> bool:
+    """Whether another program has the DuckDB file at `warehouse` open."""
     import duckdb
-    from dlt.common.versioned_state import decompress_state
-
-    from pipelines.sync import DATASET_NAME, PIPELINE_NAME
 
     try:
-        with duckdb.connect(str(warehouse), read_only=True) as con:
-            tables = con.sql(
-                "select table_schema, table_name from information_schema.tables"
-            ).fetchall()
-            if not tables:
-                return None  # an empty file, as a failed first sync leaves
-            if (DATASET_NAME, "_dlt_pipeline_state") not in tables:
-                return "is a DuckDB database efw did not write"
-            row = con.execute(
-                f"select state from {DATASET_NAME}._dlt_pipeline_state "
-                "where pipeline_name = ? order by created_at desc limit 1",
-                [PIPELINE_NAME],
-            ).fetchone()
+        duckdb.connect(str(warehouse), read_only=True).close()
     except duckdb.Error as exc:
-        return f"cannot be read as a DuckDB database ({type(exc).__name__})"
-    held = None
-    if row is not None:
-        state = decompress_state(row[0])
-        held = state.get("sources", {}).get(DATASET_NAME, {}).get("brand")
-    if held is not None and str(held) != brand:
-        return f"holds brand `{held}`, not the demo's"
-    return None
+        return "lock" in str(exc).lower()
+    return False
 
 
 @contextlib.contextmanager
@@ -399,7 +391,7 @@ def _remove_demo(warehouse: Path, pipelines_dir: Path) -> None:
     for path in (warehouse, published):
         path.with_name(path.name + ".wal").unlink(missing_ok=True)
         path.unlink(missing_ok=True)
-    for temp in warehouse.parent.glob(f".{published.name}.*.tmp"):
+    for temp in warehouse.parent.glob(f".{glob.escape(published.name)}.*.tmp"):
         temp.unlink(missing_ok=True)
     shutil.rmtree(pipelines_dir / PIPELINE_NAME, ignore_errors=True)
 
@@ -451,9 +443,17 @@ class emulator_process:
         ]
         if self.faults.get("latency_ms"):
             command += ["--latency-ms", str(self.faults["latency_ms"])]
+        from pipelines.sync import die_with_parent
+
         self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, text=True, bufsize=1
+            command,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            # Killed with the demo, however the demo ends (SIGTERM, SIGKILL).
+            preexec_fn=die_with_parent,
         )
+
         assert self.process.stdout is not None
         line = self.process.stdout.readline().strip()
         if not line.startswith("EFW_EMULATOR_BASE_URL="):

@@ -227,17 +227,24 @@ def _after_fork_in_child() -> None:
         os.dup2(devnull, fd)
     os.close(devnull)
     _HELD_LOCKS.clear()
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        except (OSError, AttributeError):
-            return
-    if os.getppid() != _HOLDER[0]:
+    if die_with_parent(signal.SIGKILL) and os.getppid() != _HOLDER[0]:
         os._exit(1)  # the sync died before this process could tell
 
 
 PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> bool:
+    """Asks Linux to send `sig` to this process when its parent dies; False
+    where that cannot be asked (other systems)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig) == 0
+    except (OSError, AttributeError):
+        return False
+
+
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -53,52 +54,95 @@ def _demo(warehouse: Path) -> int:
     return cli.main(["demo", "--warehouse", str(warehouse)])
 
 
-def test_the_demo_replaces_only_its_own_files(tmp_path):
-    from pipelines.commands import _not_a_demo, _remove_demo
+def _a_demo_warehouse(warehouse: Path) -> None:
+    """What an earlier `efw demo` leaves: a built warehouse, and its mark."""
+    from pipelines.commands import DEMO_MARK
     from pipelines.emulator import Emulator
-    from pipelines.models import published_path
     from pipelines.sync import default_pipelines_dir
     from tests.syncing import sync
 
-    warehouse = tmp_path / "warehouse.duckdb"
     sync(Emulator.cdnow(max_customers=50), warehouse, build=True)
-    # Files beside it whose names merely start the same way.
-    (tmp_path / "warehouse-notes.txt").write_text("mine")
-    (tmp_path / "warehouse_backup").mkdir()
-    (tmp_path / "warehouse_backup" / "old.duckdb").write_text("mine too")
+    (default_pipelines_dir(warehouse) / DEMO_MARK).write_text("")
+
+
+def test_the_demo_replaces_only_its_own_files(tmp_path):
+    from pipelines.commands import _remove_demo
+    from pipelines.models import published_path
+    from pipelines.sync import default_pipelines_dir
+
+    warehouse = tmp_path / "[w].duckdb"
+    _a_demo_warehouse(warehouse)
+    # Files beside it whose names merely start alike, or match as patterns:
+    # the publish temp file of a warehouse named w.duckdb.
+    (tmp_path / "[w]-notes.txt").write_text("mine")
+    (tmp_path / "[w]_backup").mkdir()
+    (tmp_path / "[w]_backup" / "old.duckdb").write_text("mine too")
+    (tmp_path / ".w.published.duckdb.123.tmp").write_text("another's")
     working = default_pipelines_dir(warehouse)
     assert (working / "efw").is_dir() and published_path(warehouse).is_file()
 
-    assert _not_a_demo(warehouse, "1042") is None
-    assert _not_a_demo(warehouse, "2000") == "holds brand `1042`, not the demo's"
     _remove_demo(warehouse, working)
 
     assert not warehouse.exists()
     assert not published_path(warehouse).exists()
     assert not (working / "efw").exists()
-    assert (tmp_path / "warehouse-notes.txt").read_text() == "mine"
-    assert (tmp_path / "warehouse_backup" / "old.duckdb").read_text() == "mine too"
+    assert (tmp_path / "[w]-notes.txt").read_text() == "mine"
+    assert (tmp_path / "[w]_backup" / "old.duckdb").read_text() == "mine too"
+    assert (tmp_path / ".w.published.duckdb.123.tmp").read_text() == "another's"
 
 
-def test_the_demo_leaves_a_file_it_did_not_write(tmp_path, capsys):
+def test_the_demo_leaves_every_file_it_did_not_make(tmp_path, capsys):
     import duckdb
 
-    other = tmp_path / "sales.duckdb"
-    with duckdb.connect(str(other)) as con:
+    from pipelines.models import published_path
+    from tests.syncing import sync
+
+    foreign = tmp_path / "sales.duckdb"
+    with duckdb.connect(str(foreign)) as con:
         con.execute("create table orders as select 1 as id")
     text = tmp_path / "notes.duckdb"
     text.write_text("not a database")
+    # A warehouse `efw sync` made, of the demo's own brand.
+    from pipelines.emulator import Emulator
 
-    assert _demo(other) == 2
-    assert "is a DuckDB database efw did not write" in capsys.readouterr().err
-    with duckdb.connect(str(other), read_only=True) as con:
+    synced = tmp_path / "try" / "efw.duckdb"
+    sync(Emulator.cdnow(max_customers=50), synced, build=True)
+    # A published copy alone, the warehouse beside it gone.
+    lone = tmp_path / "lone.duckdb"
+    published_path(lone).write_text("someone's copy")
+
+    for path in (foreign, text, synced, lone):
+        assert _demo(path) == 2
+        assert "was not made by `efw demo`" in capsys.readouterr().err
+    with duckdb.connect(str(foreign), read_only=True) as con:
         assert con.sql("select count(*) from orders").fetchall() == [(1,)]
-
-    assert _demo(text) == 2
-    err = capsys.readouterr().err
-    assert "cannot be read as a DuckDB database" in err
-    assert "Pass --warehouse with a new path" in err
     assert text.read_text() == "not a database"
+    assert synced.is_file() and published_path(synced).is_file()
+    assert published_path(lone).read_text() == "someone's copy"
+
+
+def test_the_demo_waits_for_a_program_holding_its_warehouse(tmp_path, capsys):
+    warehouse = tmp_path / "warehouse.duckdb"
+    _a_demo_warehouse(warehouse)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print(1, "
+            "flush=True); sys.stdin.read()",
+            str(warehouse),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "1"
+        assert _demo(warehouse) == 4
+    finally:
+        holder.communicate("")
+    assert "another program has" in capsys.readouterr().err
+    assert warehouse.is_file()
 
 
 def test_the_demo_waits_for_a_sync_writing_its_warehouse(tmp_path, capsys):
@@ -153,3 +197,39 @@ def test_the_demo_refuses_an_empty_warehouse_path(tmp_path, monkeypatch, capsys)
     assert cli.main(["demo", "--warehouse", ""]) == 2
     assert "The warehouse path is empty" in capsys.readouterr().err
     assert (tmp_path / "work.txt").read_text() == "mine"
+
+
+RUNS_AN_EMULATOR = """
+import time
+from pipelines.commands import emulator_process
+
+emulator = emulator_process()
+with emulator:
+    print(emulator.process.pid, flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_the_demos_emulator_dies_with_the_demo():
+    child = subprocess.Popen(
+        [sys.executable, "-c", RUNS_AN_EMULATOR],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    emulator = int(child.stdout.readline())
+    child.kill()  # as SIGKILL, or an OOM kill, ends a demo: no cleanup runs
+    child.wait()
+
+    def alive() -> bool:
+        try:
+            status = Path(f"/proc/{emulator}/status").read_text()
+        except FileNotFoundError:
+            return False
+        return "\\nState:\\tZ" not in status
+
+    deadline = time.monotonic() + 10
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive()
