@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 from pipelines import __version__
@@ -49,12 +50,13 @@ def main(argv: list[str] | None = None) -> int:
         if type(exc).__name__ != "TomlProviderReadException":
             raise
         # A syntax error in .dlt/config.toml or secrets.toml. The parser's
-        # message gives the line, never a value of the file.
-        said = str(exc).splitlines()[-1].strip()
+        # message may quote a character of a secret: only where it is.
+        at = re.search(r"line (\d+) col (\d+)", str(exc))
+        where = f" at line {at[1]}, column {at[2]}" if at else ""
         paths = [p for p in getattr(exc, "full_paths", []) if os.path.isfile(p)]
         print(
-            f"efw: {', '.join(paths) or 'a settings file'} cannot be read "
-            f"({said}); fix it and run the command again.",
+            f"efw: {', '.join(paths) or 'a settings file'} is not valid TOML"
+            f"{where}; fix it and run the command again.",
             file=sys.stderr,
         )
         return 2
