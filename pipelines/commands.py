@@ -310,22 +310,24 @@ def demo_command(args: argparse.Namespace) -> int:
         )
         return EXIT_LOCKED
     made = [p for p in (warehouse, published_path(warehouse)) if p.exists()]
-    if made and not mark.is_file():
-        print(
-            f"efw demo: {made[0]} was not made by `efw demo`, which starts "
-            "afresh by deleting the warehouse and its published copy. Pass "
-            "--warehouse with a new path.",
-            file=sys.stderr,
-        )
-        return EXIT_CONFIG
-    if made:
-        if _held_open(warehouse):
+    for path in made:
+        ours = _made_by_the_demo(path, mark.is_file())
+        if ours is False:
             print(
-                f"efw demo: another program has {warehouse} open; close it "
-                "and run the demo again.",
+                f"efw demo: {path} was not made by `efw demo`, which starts "
+                "afresh by deleting the warehouse and its published copy. Pass "
+                "--warehouse with a new path.",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+        if ours is None or _held_open(path):
+            print(
+                f"efw demo: another program has {path} open; close it and "
+                "run the demo again.",
                 file=sys.stderr,
             )
             return EXIT_LOCKED
+    if made:
         _remove_demo(warehouse, working)
     working.mkdir(parents=True, exist_ok=True)
     mark.write_text("efw demo made the warehouse beside this folder.\n")
@@ -334,9 +336,10 @@ def demo_command(args: argparse.Namespace) -> int:
     with emulator_process(latency_ms=args.latency_ms) as (base_url, brand, key):
         print(f"Emulator at {base_url}, brand {brand}. Syncing into {warehouse}")
         sync_args = argparse.Namespace(full=True, warehouse=str(warehouse))
-        with _environment(EFW__PIPELINES_DIR=str(working)):
+        # An empty setting means dlt's folder beside the warehouse.
+        with _environment(EFW__PIPELINES_DIR=""):
             code = sync_command(
-                sync_args, base_url=base_url, brand=brand, access_key=key
+                sync_args, base_url=base_url, brand=brand, access_key=key, demo=True
             )
     if code == EXIT_OK:
         print(
@@ -355,12 +358,44 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def _held_open(warehouse: Path) -> bool:
-    """Whether another program has the DuckDB file at `warehouse` open."""
+def _made_by_the_demo(path: Path, marked: bool) -> bool | None:
+    """Whether the DuckDB file at `path` is one `efw demo` made: its last
+    sync recorded so, or, empty, it lies where a demo left its mark. None
+    when another program writes it and it cannot be read."""
+    import duckdb
+    from dlt.common.versioned_state import decompress_state
+
+    from pipelines.sync import DATASET_NAME, PIPELINE_NAME
+
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            tables = con.sql(
+                "select table_schema, table_name from information_schema.tables"
+            ).fetchall()
+            if not tables:
+                return marked  # a demo stopped before its first load
+            if (DATASET_NAME, "_dlt_pipeline_state") not in tables:
+                return False
+            row = con.execute(
+                f"select state from {DATASET_NAME}._dlt_pipeline_state "
+                "where pipeline_name = ? order by created_at desc limit 1",
+                [PIPELINE_NAME],
+            ).fetchone()
+    except duckdb.Error as exc:
+        return None if "lock" in str(exc).lower() else False
+    if row is None:
+        return False
+    state = decompress_state(row[0]).get("sources", {}).get(DATASET_NAME, {})
+    return state.get("demo") is True
+
+
+def _held_open(path: Path) -> bool:
+    """Whether another program has the DuckDB file at `path` open, to read or
+    to write: opening it to write conflicts with either."""
     import duckdb
 
     try:
-        duckdb.connect(str(warehouse), read_only=True).close()
+        duckdb.connect(str(path)).close()
     except duckdb.Error as exc:
         return "lock" in str(exc).lower()
     return False

@@ -113,6 +113,12 @@ def resolve_paths(warehouse: str | os.PathLike[str] | None = None) -> Paths:
             f"The warehouse path `{path}` is a folder, not a DuckDB file. "
             f"{WAREHOUSE_SETTING}"
         )
+    if "?" in str(path):
+        # DuckDB reads what follows a `?` as options, not as the file name.
+        raise ConfigurationError(
+            f"The warehouse path `{path}` holds a `?`, which DuckDB cannot "
+            f"open; choose a path without one. {WAREHOUSE_SETTING}"
+        )
     if path.name.endswith(".published.duckdb"):
         raise ConfigurationError(
             f"`{path}` is the read-only copy efw publishes for BI tools after "
@@ -405,12 +411,19 @@ def run_sync(
     with sync_lock(paths):
         pipeline = make_pipeline(paths)
         try:
-            # Before kept data of one brand is loaded for a run of another.
-            refuse_another_brand(
-                pipeline.state.get("sources", {}).get(DATASET_NAME, {}).get("brand"),
-                source_args.get("brand")
-                or dlt.config.get(f"sources.{DATASET_NAME}.brand"),
+            # Before kept data of one brand is loaded for a run of another:
+            # the working folder's state, and the warehouse's own.
+            wanted = source_args.get("brand") or dlt.config.get(
+                f"sources.{DATASET_NAME}.brand"
             )
+            recorded = pipeline.state.get("sources", {}).get(DATASET_NAME, {})
+            refuse_another_brand(
+                recorded.get("brand"),
+                wanted,
+                f" (dlt's working folder {paths.pipelines_dir} for it)",
+            )
+            if pipeline.has_pending_data:
+                refuse_another_brand(recorded_state(pipeline).get("brand"), wanted)
             resumed = _finish_pending(pipeline)
             _drop_unfinished_extracts(pipeline)
             _call(hooks, "after_pending")
@@ -521,6 +534,26 @@ def build_and_publish(
         connection = client.native_connection
         result.models = models.build_models(connection, business_timezone=timezone_name)
     result.published = models.publish_copy(paths.warehouse)
+
+
+def recorded_state(pipeline: dlt.Pipeline) -> dict[str, Any]:
+    """The source state the warehouse itself last recorded, {} if none."""
+    from dlt.common.versioned_state import decompress_state
+
+    try:
+        with pipeline.sql_client() as client:
+            table = client.make_qualified_table_name("_dlt_pipeline_state")
+            rows = client.execute_sql(
+                f"select state from {table} where pipeline_name = %s "
+                "order by created_at desc limit 1",
+                pipeline.pipeline_name,
+            )
+    except Exception:
+        return {}  # no dataset or no state table yet
+    if not rows:
+        return {}
+    state = decompress_state(rows[0][0])
+    return state.get("sources", {}).get(DATASET_NAME, {})
 
 
 def _drop_unfinished_extracts(pipeline: dlt.Pipeline) -> None:

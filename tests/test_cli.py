@@ -61,7 +61,7 @@ def _a_demo_warehouse(warehouse: Path) -> None:
     from pipelines.sync import default_pipelines_dir
     from tests.syncing import sync
 
-    sync(Emulator.cdnow(max_customers=50), warehouse, build=True)
+    sync(Emulator.cdnow(max_customers=50), warehouse, build=True, demo=True)
     (default_pipelines_dir(warehouse) / DEMO_MARK).write_text("")
 
 
@@ -236,3 +236,44 @@ def test_the_demos_emulator_dies_with_the_demo():
     while alive() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive()
+
+
+def test_a_sync_over_a_demos_leftovers_is_not_the_demos(tmp_path, capsys):
+    from pipelines.commands import DEMO_MARK
+    from pipelines.emulator import Emulator
+    from pipelines.sync import default_pipelines_dir
+    from tests.syncing import sync
+
+    # A demo killed early left its mark; then `efw sync` made a warehouse.
+    warehouse = tmp_path / "d.duckdb"
+    default_pipelines_dir(warehouse).mkdir()
+    (default_pipelines_dir(warehouse) / DEMO_MARK).write_text("")
+    sync(Emulator.cdnow(max_customers=50), warehouse, build=True)
+
+    assert _demo(warehouse) == 2
+    assert "was not made by `efw demo`" in capsys.readouterr().err
+    assert warehouse.is_file()
+
+
+def test_the_demo_waits_for_a_reader_of_its_warehouse(tmp_path, capsys):
+    warehouse = tmp_path / "warehouse.duckdb"
+    _a_demo_warehouse(warehouse)
+    reader = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); "
+            "print(1, flush=True); sys.stdin.read()",
+            str(warehouse),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert reader.stdout.readline().strip() == "1"
+        assert _demo(warehouse) == 4
+    finally:
+        reader.communicate("")
+    assert "another program has" in capsys.readouterr().err
+    assert warehouse.is_file()

@@ -1099,3 +1099,26 @@ def test_kept_data_of_one_brand_is_never_loaded_for_another(fresh, tmp_path):
     ) == [(0,)]
     assert sum(fresh.counts.values()) == 0
     assert sync(fresh, warehouse).resumed_packages == 1
+
+
+def test_kept_data_never_lands_in_a_warehouse_of_another_brand(tmp_path, monkeypatch):
+    store = Emulator.cdnow(max_customers=200).store
+    brand_a, brand_b = Emulator(store, brand="2000"), Emulator(store, brand="3000")
+    warehouse = tmp_path / "w.duckdb"
+
+    def stop() -> None:
+        raise KeyboardInterrupt
+
+    # Brand 2000's run stops after its extract, in a shared working folder.
+    monkeypatch.setenv("EFW__PIPELINES_DIR", str(tmp_path / "shared"))
+    with pytest.raises(KeyboardInterrupt):
+        sync(brand_a, warehouse, brand="2000", hooks={"after_extract": stop})
+    # Brand 3000 syncs into the same file, with dlt's folder beside it.
+    monkeypatch.delenv("EFW__PIPELINES_DIR")
+    sync(brand_b, warehouse, brand="3000")
+    # Back in the shared folder, brand 2000's kept data must not load there.
+    monkeypatch.setenv("EFW__PIPELINES_DIR", str(tmp_path / "shared"))
+    with pytest.raises(ConfigurationError, match="holds brand `3000`"):
+        sync(brand_a, warehouse, brand="2000")
+    [(customers,)] = query(warehouse, "select count(*) from elasticfunnels.customers")
+    assert customers == len(api_rows(brand_b))

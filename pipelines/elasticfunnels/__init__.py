@@ -197,12 +197,13 @@ def _one_brand(brand: str) -> None:
     refuse_another_brand(held, brand)
 
 
-def refuse_another_brand(held: Any, brand: Any) -> None:
-    """Raises unless `brand` (as configured) is the brand `held` (recorded)."""
+def refuse_another_brand(held: Any, brand: Any, where: str = "") -> None:
+    """Raises unless `brand` (as configured) is the brand `held` (recorded
+    in the warehouse, or in dlt's working folder `where` names)."""
     brand = str(brand or "").strip()
     if held is not None and brand and held != brand:
         raise ConfigurationError(
-            f"This warehouse holds brand `{held}`, and the settings ask for "
+            f"This warehouse{where} holds brand `{held}`, and the settings ask for "
             f"brand `{brand}`; syncing it here would mix two brands' customers. "
             "Give each brand its own warehouse (--warehouse PATH.duckdb or "
             "EFW__WAREHOUSE), or fix `brand` under [sources.elasticfunnels] "
@@ -252,11 +253,14 @@ def elasticfunnels(
     known: KnownCustomers | None = None,
     run: SyncRun | None = None,
     transport: httpx.BaseTransport | None = None,
+    demo: bool = False,
 ) -> Iterable[DltResource]:
     """Customers of one ElasticFunnels brand, their details and counts.
 
     `known` lets the source skip customers the warehouse already holds
     unchanged; without it every listed customer is loaded with details.
+    `demo` records in the state that `efw demo` made the warehouse, which
+    the next demo may then delete; any other sync records that it may not.
     """
     if not 1 <= int(per_page) <= settings.MAX_PER_PAGE:
         raise ConfigurationError(
@@ -319,6 +323,7 @@ def elasticfunnels(
     )
     def customers() -> Iterator[Any]:
         dlt.current.source_state().setdefault("brand", client.brand)
+        dlt.current.source_state()["demo"] = bool(demo)
         yield from scanner.scan(dlt.current.resource_state())
 
     @dlt.transformer(
