@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -324,3 +327,30 @@ def environment(**settings: str) -> dict[str, str]:
     for name, value in settings.items():
         env[f"SOURCES__ELASTICFUNNELS__{name.upper()}"] = value
     return env
+
+
+HOLDER = r"""
+import sys, duckdb
+con = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == "read")
+print("holding", flush=True)
+sys.stdin.read()
+"""
+
+
+@contextmanager
+def held_open(
+    database: Path, *, read_only: bool = False
+) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding the DuckDB file `database` open for the block,
+    to write, or to read as a BI tool or the duckdb shell does."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(database), "read" if read_only else "write"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        yield holder
+    finally:
+        holder.communicate("", timeout=30)

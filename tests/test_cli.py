@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import pipelines.cli as cli
+from tests.drilling import held_open
 
 
 def test_ctrl_c_before_a_command_starts_is_one_line(monkeypatch, capsys):
@@ -124,23 +125,8 @@ def test_the_demo_leaves_every_file_it_did_not_make(tmp_path, capsys):
 def test_the_demo_waits_for_a_program_holding_its_warehouse(tmp_path, capsys):
     warehouse = tmp_path / "warehouse.duckdb"
     _a_demo_warehouse(warehouse)
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print(1, "
-            "flush=True); sys.stdin.read()",
-            str(warehouse),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "1"
+    with held_open(warehouse):
         assert _demo(warehouse) == 4
-    finally:
-        holder.communicate("")
     assert "another program has" in capsys.readouterr().err
     assert warehouse.is_file()
 
@@ -258,22 +244,7 @@ def test_a_sync_over_a_demos_leftovers_is_not_the_demos(tmp_path, capsys):
 def test_the_demo_waits_for_a_reader_of_its_warehouse(tmp_path, capsys):
     warehouse = tmp_path / "warehouse.duckdb"
     _a_demo_warehouse(warehouse)
-    reader = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); "
-            "print(1, flush=True); sys.stdin.read()",
-            str(warehouse),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert reader.stdout.readline().strip() == "1"
+    with held_open(warehouse, read_only=True):
         assert _demo(warehouse) == 4
-    finally:
-        reader.communicate("")
     assert "another program has" in capsys.readouterr().err
     assert warehouse.is_file()

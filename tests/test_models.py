@@ -11,8 +11,6 @@ import shutil
 import subprocess
 import sys
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -43,6 +41,7 @@ from tests.cdnow_expected import (
     months_between,
     read_cdnow,
 )
+from tests.drilling import held_open
 
 MARTS = (
     "cohort_ltv",
@@ -1081,30 +1080,6 @@ def test_cli_export_into_a_folder_that_cannot_be_made_exits_2(
     assert efw(*command, "--out", str(target)) == 2
     err = capsys.readouterr().err
     assert f"`{target}` cannot be created" in err and "--out" in err
-
-
-LOCKER = r"""
-import sys, duckdb
-con = duckdb.connect(sys.argv[1])
-print("holding", flush=True)
-sys.stdin.read()
-"""
-
-
-@contextmanager
-def held_open(warehouse: Path) -> Iterator[subprocess.Popen[str]]:
-    """Another process holding `warehouse` open, as a BI tool would."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", LOCKER, str(warehouse)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "holding"
-        yield holder
-    finally:
-        holder.communicate("", timeout=30)
 
 
 def models_and_export(warehouse: Path, out: Path, capsys) -> list[tuple[int, str]]:

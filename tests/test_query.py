@@ -8,6 +8,7 @@ import pytest
 
 from pipelines.cli import main
 from pipelines.emulator import Emulator
+from tests.drilling import held_open
 from tests.syncing import query, sync
 
 
@@ -116,28 +117,10 @@ def test_one_statement_reading_only_the_copy(sql, said, published, capsys, tmp_p
 
 
 def test_a_copy_another_program_writes_exits_4(published, capsys):
-    import subprocess
-    import sys
-
     from pipelines.models import published_path
 
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print(1, "
-            "flush=True); sys.stdin.read()",
-            str(published_path(published)),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "1"
+    with held_open(published_path(published)):
         assert main(["query", "select 1", "--warehouse", str(published)]) == 4
-    finally:
-        holder.communicate("")
     assert "open for writing" in capsys.readouterr().err
 
 

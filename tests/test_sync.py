@@ -564,22 +564,25 @@ def test_a_warehouse_refuses_a_second_brand(fresh, tmp_path):
     assert "holds brand" not in str(other.value)
 
 
+def _client(base_url: str, handler=None, retry_budget: float = 0.3) -> ApiClient:
+    """A client with a short retry budget, of `handler` if one is given."""
+    return ApiClient(
+        base_url,
+        "7",
+        "secret-key-1234",
+        retry_budget=retry_budget,
+        retry_floor=0.05,
+        transport=httpx.MockTransport(handler) if handler else None,
+    )
+
+
 def test_an_api_never_reached_points_at_the_base_url():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # nothing listens here once closed
-    client = ApiClient(
-        f"http://127.0.0.1:{port}/api",
-        "7",
-        "secret-key-1234",
-        retry_budget=0.3,
-        retry_floor=0.05,
-    )
-    try:
+    with _client(f"http://127.0.0.1:{port}/api") as client:
         with pytest.raises(ApiError) as failed:
             client.quick_access()
-    finally:
-        client.close()
     message = str(failed.value)
     assert "connection failed (ConnectError" in message
     assert "If `127.0.0.1` is not the API's host, fix `base_url`" in message
@@ -631,18 +634,9 @@ def test_a_certificate_that_fails_verification_stops_at_once(tmp_path):
                     conn.close()
 
         threading.Thread(target=serve, daemon=True).start()
-        client = ApiClient(
-            f"https://127.0.0.1:{port}/api",
-            "7",
-            "secret-key-1234",
-            retry_budget=30,
-            retry_floor=0.05,
-        )
-        try:
+        with _client(f"https://127.0.0.1:{port}/api", retry_budget=30) as client:
             with pytest.raises(ConfigurationError) as refused:
                 client.quick_access()
-        finally:
-            client.close()
     message = str(refused.value)
     # Not retried: one try, and the message says why and what to change.
     assert client.stats.requests == 1
@@ -991,17 +985,6 @@ def test_an_unknown_log_level_is_named(name, tmp_path, monkeypatch, capsys):
     assert f"{name} is 'LOUD'" in capsys.readouterr().err
 
 
-def _client_of(handler) -> ApiClient:
-    return ApiClient(
-        "http://shop.example/api",
-        "7",
-        "secret-key-1234",
-        retry_budget=0.3,
-        retry_floor=0.05,
-        transport=httpx.MockTransport(handler),
-    )
-
-
 def test_a_redirect_names_where_the_api_went_and_base_url():
     def moved(request: httpx.Request) -> httpx.Response:
         return httpx.Response(
@@ -1009,7 +992,10 @@ def test_a_redirect_names_where_the_api_went_and_base_url():
             headers={"Location": "https://shop.example/api/brands/7/a%40b.c/x"},
         )
 
-    with _client_of(moved) as client, pytest.raises(ConfigurationError) as moved_on:
+    with (
+        _client("http://shop.example/api", moved) as client,
+        pytest.raises(ConfigurationError) as moved_on,
+    ):
         client.quick_access()
     message = str(moved_on.value)
     assert "answered 301 Moved Permanently to https://shop.example:" in message
@@ -1024,7 +1010,10 @@ def test_a_website_at_base_url_is_named_as_the_likely_cause():
             200, text="<html>shop</html>", headers={"content-type": "text/html"}
         )
 
-    with _client_of(website) as client, pytest.raises(ApiError) as failed:
+    with (
+        _client("http://shop.example/api", website) as client,
+        pytest.raises(ApiError) as failed,
+    ):
         client.quick_access()
     message = str(failed.value)
     assert "body instead of JSON" in message
