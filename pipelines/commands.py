@@ -31,8 +31,6 @@ EXIT_LOCKED = 4
 EXIT_INTERRUPTED = 130
 
 DEMO_WAREHOUSE = "efw-demo/warehouse.duckdb"
-#: The file in a demo warehouse's dlt folder that says the demo made it.
-DEMO_MARK = "made-by-efw-demo"
 
 
 def add_parsers(commands: Any) -> None:
@@ -299,9 +297,8 @@ def demo_command(args: argparse.Namespace) -> int:
         print(f"efw demo: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     # The demo keeps dlt's working folder beside its warehouse, whatever
-    # `[efw] pipelines_dir` says, and marks there what it made.
+    # `[efw] pipelines_dir` says.
     working = default_pipelines_dir(warehouse)
-    mark = working / DEMO_MARK
     if sync_running(warehouse):
         print(
             f"efw demo: an `efw sync` is writing {warehouse}; wait for it to "
@@ -311,7 +308,7 @@ def demo_command(args: argparse.Namespace) -> int:
         return EXIT_LOCKED
     made = [p for p in (warehouse, published_path(warehouse)) if p.exists()]
     for path in made:
-        ours = _made_by_the_demo(path, mark.is_file())
+        ours = _made_by_the_demo(path)
         if ours is False:
             print(
                 f"efw demo: {path} was not made by `efw demo`, which starts "
@@ -329,8 +326,6 @@ def demo_command(args: argparse.Namespace) -> int:
             return EXIT_LOCKED
     if made:
         _remove_demo(warehouse, working)
-    working.mkdir(parents=True, exist_ok=True)
-    mark.write_text("efw demo made the warehouse beside this folder.\n")
 
     print("Starting the ElasticFunnels emulator with the CDNOW purchase history...")
     with emulator_process(latency_ms=args.latency_ms) as (base_url, brand, key):
@@ -358,14 +353,14 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def _made_by_the_demo(path: Path, marked: bool) -> bool | None:
-    """Whether the DuckDB file at `path` is one `efw demo` made: its last
-    sync recorded so, or, empty, it lies where a demo left its mark. None
-    when another program writes it and it cannot be read."""
+def _made_by_the_demo(path: Path) -> bool | None:
+    """Whether the DuckDB file at `path` is one `efw demo` may replace: its
+    last sync recorded that the demo made it, or it holds no table at all (a
+    demo stopped before its first load). None when another program writes
+    it and it cannot be read."""
     import duckdb
-    from dlt.common.versioned_state import decompress_state
 
-    from pipelines.sync import DATASET_NAME, PIPELINE_NAME
+    from pipelines.sync import DATASET_NAME, PIPELINE_NAME, source_state_of
 
     try:
         with duckdb.connect(str(path), read_only=True) as con:
@@ -373,7 +368,7 @@ def _made_by_the_demo(path: Path, marked: bool) -> bool | None:
                 "select table_schema, table_name from information_schema.tables"
             ).fetchall()
             if not tables:
-                return marked  # a demo stopped before its first load
+                return True  # nothing in it to lose
             if (DATASET_NAME, "_dlt_pipeline_state") not in tables:
                 return False
             row = con.execute(
@@ -385,8 +380,7 @@ def _made_by_the_demo(path: Path, marked: bool) -> bool | None:
         return None if "lock" in str(exc).lower() else False
     if row is None:
         return False
-    state = decompress_state(row[0]).get("sources", {}).get(DATASET_NAME, {})
-    return state.get("demo") is True
+    return source_state_of(row[0]).get("demo") is True
 
 
 def _held_open(path: Path) -> bool:

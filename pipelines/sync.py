@@ -216,7 +216,7 @@ def make_pipeline(paths: Paths) -> dlt.Pipeline:
 
 # The lock files this process holds, and its pid when it took them.
 _HELD_LOCKS: list[int] = []
-_HOLDER = [0]
+_holder_pid = 0
 
 
 def _after_fork_in_child() -> None:
@@ -233,7 +233,7 @@ def _after_fork_in_child() -> None:
         os.dup2(devnull, fd)
     os.close(devnull)
     _HELD_LOCKS.clear()
-    if die_with_parent(signal.SIGKILL) and os.getppid() != _HOLDER[0]:
+    if die_with_parent(signal.SIGKILL) and os.getppid() != _holder_pid:
         os._exit(1)  # the sync died before this process could tell
 
 
@@ -274,7 +274,8 @@ def sync_lock(paths: Paths) -> Iterator[None]:
                 f"Another `efw sync` holds {paths.lock_file}; it writes the same "
                 "warehouse. Wait for it to finish; this run changed nothing."
             ) from None
-        _HOLDER[0] = os.getpid()
+        global _holder_pid
+        _holder_pid = os.getpid()
         _HELD_LOCKS.append(handle.fileno())
         try:
             yield
@@ -536,10 +537,15 @@ def build_and_publish(
     result.published = models.publish_copy(paths.warehouse)
 
 
-def recorded_state(pipeline: dlt.Pipeline) -> dict[str, Any]:
-    """The source state the warehouse itself last recorded, {} if none."""
+def source_state_of(compressed: str) -> dict[str, Any]:
+    """This source's part of a state dlt recorded in `_dlt_pipeline_state`."""
     from dlt.common.versioned_state import decompress_state
 
+    return decompress_state(compressed).get("sources", {}).get(DATASET_NAME, {})
+
+
+def recorded_state(pipeline: dlt.Pipeline) -> dict[str, Any]:
+    """The source state the warehouse itself last recorded, {} if none."""
     try:
         with pipeline.sql_client() as client:
             table = client.make_qualified_table_name("_dlt_pipeline_state")
@@ -550,10 +556,7 @@ def recorded_state(pipeline: dlt.Pipeline) -> dict[str, Any]:
             )
     except Exception:
         return {}  # no dataset or no state table yet
-    if not rows:
-        return {}
-    state = decompress_state(rows[0][0])
-    return state.get("sources", {}).get(DATASET_NAME, {})
+    return source_state_of(rows[0][0]) if rows else {}
 
 
 def _drop_unfinished_extracts(pipeline: dlt.Pipeline) -> None:

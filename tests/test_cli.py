@@ -56,14 +56,11 @@ def _demo(warehouse: Path) -> int:
 
 
 def _a_demo_warehouse(warehouse: Path) -> None:
-    """What an earlier `efw demo` leaves: a built warehouse, and its mark."""
-    from pipelines.commands import DEMO_MARK
+    """What an earlier `efw demo` leaves: a warehouse its sync made."""
     from pipelines.emulator import Emulator
-    from pipelines.sync import default_pipelines_dir
     from tests.syncing import sync
 
     sync(Emulator.cdnow(max_customers=50), warehouse, build=True, demo=True)
-    (default_pipelines_dir(warehouse) / DEMO_MARK).write_text("")
 
 
 def test_the_demo_replaces_only_its_own_files(tmp_path):
@@ -224,21 +221,28 @@ def test_the_demos_emulator_dies_with_the_demo():
     assert not alive()
 
 
-def test_a_sync_over_a_demos_leftovers_is_not_the_demos(tmp_path, capsys):
-    from pipelines.commands import DEMO_MARK
+def test_a_sync_over_a_demos_warehouse_makes_it_not_the_demos(tmp_path, capsys):
+    import duckdb
+
+    from pipelines.commands import _made_by_the_demo
     from pipelines.emulator import Emulator
-    from pipelines.sync import default_pipelines_dir
     from tests.syncing import sync
 
-    # A demo killed early left its mark; then `efw sync` made a warehouse.
+    # What the demo made, then synced by `efw sync`: no longer the demo's.
     warehouse = tmp_path / "d.duckdb"
-    default_pipelines_dir(warehouse).mkdir()
-    (default_pipelines_dir(warehouse) / DEMO_MARK).write_text("")
+    _a_demo_warehouse(warehouse)
+    assert _made_by_the_demo(warehouse) is True
     sync(Emulator.cdnow(max_customers=50), warehouse, build=True)
+    assert _made_by_the_demo(warehouse) is False
 
     assert _demo(warehouse) == 2
     assert "was not made by `efw demo`" in capsys.readouterr().err
     assert warehouse.is_file()
+    # A DuckDB file without a table, as a demo stopped early leaves, holds
+    # nothing to lose.
+    empty = tmp_path / "empty.duckdb"
+    duckdb.connect(str(empty)).close()
+    assert _made_by_the_demo(empty) is True
 
 
 def test_the_demo_waits_for_a_reader_of_its_warehouse(tmp_path, capsys):
