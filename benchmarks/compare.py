@@ -1,6 +1,6 @@
 """efw against dlt's generic `rest_api` source and a plain script, side by side.
 
-Run with `.venv/bin/python benchmarks/compare.py` (35 minutes on 2 cores; see
+Run with `.venv/bin/python benchmarks/compare.py` (about 25 minutes on 2 cores; see
 `--help`). One emulator process a data set and latency serves every client
 over loopback HTTP; each client runs in its own Python process, so its peak
 memory is its own. The clients:
@@ -572,6 +572,8 @@ def scale_up(run: Run, pages: int, read: int) -> None:
     run.requests = round(run.requests * factor)
     run.details_requests = round(run.details_requests * factor)
     run.rows = round(run.rows * factor)
+    if "insert_seconds" in run.figures:
+        run.figures["insert_seconds"] = round(run.figures["insert_seconds"] * factor, 1)
     run.sampled = f"~ {read} of {pages} pages x{factor:.1f}"
 
 
@@ -617,7 +619,8 @@ def note(run: Run) -> str:
     if run.client == "plain" and run.phase == "day":
         notes.append("full reload")
     if "insert_seconds" in run.figures:
-        notes.append(f"executemany {run.figures['insert_seconds']:,.1f} s")
+        tilde = "~" if run.sampled else ""
+        notes.append(f"executemany {tilde}{run.figures['insert_seconds']:,.1f} s")
     return "; ".join(notes)
 
 
@@ -788,6 +791,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for line in verdicts(runs):
         print(line)
+    print("\nThe same rows as a Markdown table, for BENCHMARKS.md:\n")
+    print("| " + " | ".join(HEADER) + " |")
+    print("| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | --- | --- |")
+    for run in runs:
+        print(row_text(run, markdown=True))
     return 0
 
 
