@@ -96,6 +96,16 @@ RAW_TABLES: dict[str, dict[str, str]] = {
         "_dlt_list_idx": "bigint",
         "_dlt_id": "varchar",
     },
+    "quick_access": {
+        "run_at": "timestamptz",
+        "all_customers": "bigint",
+        "customers": "bigint",
+        "abandons": "bigint",
+        "chargebacks": "bigint",
+        "refunds": "bigint",
+        "_dlt_load_id": "varchar",
+        "_dlt_id": "varchar",
+    },
 }
 
 EXPORT_FORMATS = ("parquet", "csv")

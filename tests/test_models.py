@@ -51,7 +51,13 @@ MARTS = (
     "monthly_revenue",
     "rfm_segments",
 )
-STAGING = ("stg_customers", "stg_order_products", "stg_orders", "stg_subscriptions")
+STAGING = (
+    "stg_customers",
+    "stg_order_products",
+    "stg_orders",
+    "stg_subscriptions",
+    "stg_syncs",
+)
 
 DELETED = "00002"  # the customer the reconcile found gone
 API_DISAGREES = {"00003": Decimal("1.00"), "00005": Decimal("-2.50")}
@@ -616,9 +622,31 @@ def test_rfm_scores_every_live_buyer_into_a_segment(con):
         "cant_lose",
         "hibernating",
     }
-    # quintiles: five groups within one customer of each other in size
-    sizes = [count for _, count in per_score]
-    assert len(sizes) == 5 and max(sizes) - min(sizes) <= 1
+    assert sorted(score for score, _ in per_score) == [1, 2, 3, 4, 5]
+
+
+def test_rfm_buyers_with_equal_figures_share_a_score(con):
+    # A score is the quintile of a buyer's place: how many buyers did worse.
+    rows = con.execute(
+        "select r.recency_score, r.frequency_score, r.monetary_score, "
+        "c.days_since_last_order, c.count_orders, c.net_revenue "
+        "from marts.rfm_segments r join marts.customer_ltv c using (email_key)"
+    ).fetchall()
+    buyers = len(rows)
+    assert buyers == 23_570 - 1
+    for position, better_is in ((0, "lower"), (1, "higher"), (2, "higher")):
+        figures = sorted(row[position + 3] for row in rows)
+        if better_is == "lower":
+            figures.reverse()
+        worse: dict[object, int] = {}
+        for place, figure in enumerate(figures):
+            worse.setdefault(figure, place)
+        expected = [1 + 5 * worse[row[position + 3]] // buyers for row in rows]
+        assert [row[position] for row in rows] == expected, position
+    # Half the CDNOW buyers ordered once: they all score 1 on frequency.
+    one_timers = {row[1] for row in rows if row[4] == 1}
+    assert one_timers == {1}
+    assert sum(row[4] == 1 for row in rows) > buyers * 0.4
 
 
 # --- time zones -----------------------------------------------------------
@@ -754,6 +782,49 @@ def test_the_month_the_data_ends_in_is_complete_only_on_its_last_day(
         assert rows == expected, mart
     [(month_3,)] = con.execute("select ltv_month_3 from marts.cohort_ltv").fetchall()
     assert month_3 == (Decimal("20.00") if april_complete else None)
+    con.close()
+
+
+@pytest.mark.parametrize(
+    ("read_at", "april_complete"),
+    [("1997-04-30T03:15:00+00:00", False), ("1997-05-01T03:15:00+00:00", True)],
+)
+def test_a_month_is_complete_only_if_the_sync_read_it_after_its_end(
+    read_at, april_complete
+):
+    # A nightly sync at 03:15 on 30 April sees that day's first orders: the
+    # data then ends on April's last day, but April is not over.
+    con = duckdb.connect()
+    tiny_warehouse(
+        con,
+        [
+            ("jan", "1997-01-10T12:00:00+00:00", "approved"),
+            ("apr", "1997-04-30T02:00:00+00:00", "approved"),
+        ],
+    )
+    con.execute(
+        "insert into elasticfunnels.quick_access (run_at, _dlt_id) values "
+        "('1997-03-02T03:15:00+00:00', 'q1'), (?, 'q2')",
+        [read_at],
+    )
+    build_models(con)
+    for mart, month in (
+        ("cohort_retention", "activity_month"),
+        ("monthly_revenue", "revenue_month"),
+    ):
+        rows = con.execute(
+            f"select {month}, is_complete_month from marts.{mart} order by 1"
+        ).fetchall()
+        assert rows[-1] == (date(1997, 4, 1), april_complete), mart
+        assert [complete for _, complete in rows[:-1]] == [True, True, True], mart
+    [(month_3,)] = con.execute("select ltv_month_3 from marts.cohort_ltv").fetchall()
+    assert month_3 == (Decimal("20.00") if april_complete else None)
+    assert con.execute(
+        "select synced_on from staging.stg_syncs order by 1"
+    ).fetchall() == [
+        (date(1997, 3, 2),),
+        (date.fromisoformat(read_at[:10]),),
+    ]
     con.close()
 
 

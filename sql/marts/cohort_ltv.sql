@@ -1,6 +1,6 @@
--- one row per cohort: cumulative net revenue per original member after 0,
--- 1, 3, 6 and 12 months; null where the cohort is too young to tell, which
--- includes a month the data ends in before its last day
+-- one row per cohort: cumulative net revenue per member after 0, 1, 3, 6
+-- and 12 months; null where the cohort is too young to tell, which includes
+-- a month not over when the data was read
 
 with
 

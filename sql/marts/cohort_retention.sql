@@ -15,6 +15,12 @@ orders as (
 
 ),
 
+syncs as (
+
+    select * from staging.stg_syncs
+
+),
+
 cohort_members as (
 
     -- as_of_date is the date of the latest order, a deleted customer's one
@@ -37,7 +43,14 @@ data_end as (
 
     select
         cast(date_trunc('month', max(as_of_date)) as date) as last_month,
-        max(as_of_date) as as_of_date
+        max(as_of_date) as as_of_date,
+        -- the first day that may not be over: the day after the latest
+        -- order, or the day of the latest sync if that is earlier (a sync
+        -- early on a month's last day sees orders of that day, not all)
+        least(
+            max(as_of_date) + 1,
+            coalesce((select max(synced_on) from syncs), max(as_of_date) + 1)
+        ) as open_from
     from cohort_members
 
 ),
@@ -144,10 +157,10 @@ final as (
         activity_month,
         cohort_size,
 
-        -- false for the month the data ends in, unless it ends on its last
-        -- day: its figures are still growing
+        -- false for a month not over when the data was read: its figures
+        -- are still growing
         cast(activity_month + interval 1 month as date)
-            <= (select as_of_date from data_end) + 1
+            <= (select open_from from data_end)
             as is_complete_month,
 
         count_active_customers,

@@ -15,6 +15,12 @@ orders as (
 
 ),
 
+syncs as (
+
+    select * from staging.stg_syncs
+
+),
+
 live_customers as (
 
     -- as_of_date is the date of the latest order, a deleted customer's one
@@ -42,6 +48,19 @@ live_orders as (
         on orders.email_key = live_customers.email_key
 
     where orders.is_counted
+
+),
+
+data_end as (
+
+    -- the first day that may not be over: the day after the latest order,
+    -- or the day of the latest sync if that is earlier (a sync early on a
+    -- month's last day sees orders of that day, not all of them)
+    select least(
+        max(as_of_date) + 1,
+        coalesce((select max(synced_on) from syncs), max(as_of_date) + 1)
+    ) as open_from
+    from live_customers
 
 ),
 
@@ -92,10 +111,10 @@ final as (
 
         month_spine.revenue_month,
 
-        -- false for the month the data ends in, unless it ends on its last
-        -- day: its figures are still growing
+        -- false for a month not over when the data was read: its figures
+        -- are still growing
         cast(month_spine.revenue_month + interval 1 month as date)
-            <= (select max(as_of_date) from live_customers) + 1
+            <= (select open_from from data_end)
             as is_complete_month,
 
         coalesce(monthly.count_orders, 0) as count_orders,

@@ -26,36 +26,26 @@ buyers as (
 
 ),
 
-numbered as (
-
-    -- ties are split by email_key so a rerun scores the same; numbering
-    -- the emails once makes the three sorts below sort integers instead
-    select
-
-        *,
-        row_number() over (order by email_key) as email_order
-
-    from buyers
-
-),
-
 scored as (
 
-    -- 5 is best
+    -- 5 is best. A score is the quintile a buyer's place falls in, their
+    -- place being how many buyers did worse (rank() - 1): buyers with equal
+    -- figures share a place, so they share a score, and the quintiles are
+    -- as equal in size as the ties allow
     select
 
         *,
 
-        ntile(5) over (order by recency_days desc, email_order)
-            as recency_score,
+        1 + (5 * (rank() over (order by recency_days desc) - 1))
+            // count(*) over () as recency_score,
 
-        ntile(5) over (order by count_orders, email_order)
-            as frequency_score,
+        1 + (5 * (rank() over (order by count_orders) - 1))
+            // count(*) over () as frequency_score,
 
-        ntile(5) over (order by net_revenue, email_order)
-            as monetary_score
+        1 + (5 * (rank() over (order by net_revenue) - 1))
+            // count(*) over () as monetary_score
 
-    from numbered
+    from buyers
 
 ),
 
