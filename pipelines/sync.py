@@ -32,6 +32,7 @@ from dlt.common.configuration.exceptions import (
     ConfigValueCannotBeCoercedException,
 )
 from dlt.common.pipeline import LoadInfo
+from dlt.common.runtime import signals
 from dlt.destinations.exceptions import DestinationConnectionError
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
@@ -441,9 +442,12 @@ def run_sync(
                 if isinstance(known, WarehouseCustomers):
                     known.close()
             _call(hooks, "after_extract")
-            pipeline.normalize(workers=normalize_workers(run))
-            _call(hooks, "after_normalize")
-            load_info = pipeline.load()
+            with signals_kept():
+                pipeline.normalize(workers=normalize_workers(run))
+                signals.raise_if_signalled()
+                _call(hooks, "after_normalize")
+                load_info = pipeline.load()
+                signals.raise_if_signalled()
             _call(hooks, "after_load")
         except Exception as exc:
             failure = translate(exc, paths)
@@ -597,8 +601,11 @@ def _finish_pending(pipeline: dlt.Pipeline) -> int:
         return 0
     logger.info("loading what an earlier run left behind")
     try:
-        pipeline.normalize()
-        info = pipeline.load()
+        with signals_kept():
+            pipeline.normalize()
+            signals.raise_if_signalled()
+            info = pipeline.load()
+            signals.raise_if_signalled()
     except PipelineStepFailed as exc:
         if _interrupted(exc) or _lock_error(exc) is not None:
             raise
@@ -725,6 +732,20 @@ _REPORTED = (
     ConfigFieldMissingException,
     ConfigValueCannotBeCoercedException,
 )
+
+
+@contextmanager
+def signals_kept() -> Iterator[None]:
+    """Holds SIGINT and SIGTERM back across dlt's normalize and load, as dlt
+    does inside each, for the caller to act on after each step.
+
+    dlt acts on a held signal only at its own safe points and forgets one
+    that arrived after the last of them when the step ends: the sync would
+    then finish with exit 0 after `systemctl stop`. Held here, dlt's own
+    holding nests inside and forgets nothing.
+    """
+    with signals.intercepted_signals():
+        yield
 
 
 def translate(

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -1152,3 +1153,39 @@ def test_two_customers_whose_emails_differ_only_in_case_still_sync(tmp_path):
         "select kind, count(*) from elasticfunnels.quarantine "
         "where resource = 'customers' group by kind",
     ) == [("duplicate_key", 2)]  # once a sync
+
+
+def test_a_sigterm_at_the_end_of_normalize_still_stops_the_sync(
+    fresh, tmp_path, monkeypatch, capsys
+):
+    # dlt checks for a held signal between its rounds of work, not after the
+    # last one: a SIGTERM that lands then would be forgotten.
+    from dlt.normalize.normalize import Normalize
+
+    original = Normalize.run
+
+    def run_then_terminated(self, pool):
+        metrics = original(self, pool)
+        if metrics.pending_items == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return metrics
+
+    monkeypatch.setattr(Normalize, "run", run_then_terminated)
+    warehouse = tmp_path / "w.duckdb"
+    args = argparse.Namespace(full=False, warehouse=str(warehouse), no_models=True)
+    code = sync_command(
+        args,
+        transport=fresh.transport(),
+        base_url="http://emulator.test/api",
+        brand=DEFAULT_BRAND,
+        access_key=DEFAULT_KEY,
+        **FAST_RETRIES,
+    )
+    assert code == EXIT_INTERRUPTED
+    assert "Traceback" not in capsys.readouterr().err
+
+    monkeypatch.setattr(Normalize, "run", original)
+    again = sync(fresh, warehouse)
+    assert again.resumed_packages == 1
+    [(count,)] = query(warehouse, "select count(*) from elasticfunnels.customers")
+    assert count == len(api_rows(fresh))
