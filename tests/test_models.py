@@ -785,6 +785,40 @@ def test_the_month_the_data_ends_in_is_complete_only_on_its_last_day(
     con.close()
 
 
+def test_an_order_that_moved_to_a_new_email_counts_once():
+    # The API renamed a customer: the old email is gone (marked deleted, its
+    # orders kept as last synced) and the new one lists the same order.
+    con = duckdb.connect()
+    tiny_warehouse(con, [("moved", "1997-01-10T12:00:00+00:00", "approved")])
+    con.execute(
+        "insert into elasticfunnels.customers (email_key, deleted_at, _dlt_id) "
+        "values ('old@example.com', '1997-02-01T00:00:00+00:00', 'c3')"
+    )
+    con.execute(
+        "insert into elasticfunnels.details (email_key, _dlt_id) "
+        "values ('old@example.com', 'd3')"
+    )
+    con.execute(
+        "insert into elasticfunnels.details__orders "
+        "(id, date, total, status, _dlt_parent_id, _dlt_list_idx, _dlt_id) values "
+        "('moved', '1997-01-10T12:00:00+00:00', 10.00, 'approved', 'd3', 0, 'o9'), "
+        "('only-old', '1996-12-01T12:00:00+00:00', 5.00, 'approved', 'd3', 1, 'o8')"
+    )
+    build_models(con)
+    assert con.execute(
+        "select order_id, email_key from staging.stg_orders order by 1"
+    ).fetchall() == [("moved", "a@example.com"), ("only-old", "old@example.com")]
+    assert con.execute(
+        "select email_key, count_orders, net_revenue, is_deleted "
+        "from marts.customer_ltv where not is_lead order by 1"
+    ).fetchall() == [
+        ("a@example.com", 1, Decimal("10.00"), False),
+        ("old@example.com", 1, Decimal("5.00"), True),
+    ]
+    assert run_data_tests(con) == []
+    con.close()
+
+
 @pytest.mark.parametrize(
     ("read_at", "april_complete"),
     [("1997-04-30T03:15:00+00:00", False), ("1997-05-01T03:15:00+00:00", True)],

@@ -15,6 +15,12 @@ details as (
 
 ),
 
+customers as (
+
+    select * from elasticfunnels.customers
+
+),
+
 renamed as (
 
     select
@@ -26,12 +32,33 @@ renamed as (
         -- what and when
         lower(trim(orders.status)) as order_status,
         cast(orders.date as timestamptz) as ordered_at,
-        cast(orders.total as decimal(14, 2)) as order_total
+        cast(orders.total as decimal(14, 2)) as order_total,
+        customers.deleted_at is not null as is_customer_deleted
 
     from orders
 
     inner join details
         on orders._dlt_parent_id = details._dlt_id
+
+    left join customers
+        on details.email_key = customers.email_key
+
+),
+
+current_orders as (
+
+    -- an order the api now lists under a live customer has moved there (an
+    -- email changed): the copy a deleted customer kept is left out
+    select * from renamed
+    where
+        not renamed.is_customer_deleted
+        or not exists (
+            select 1
+            from renamed as live
+            where
+                live.order_id = renamed.order_id
+                and not live.is_customer_deleted
+        )
 
 ),
 
@@ -42,7 +69,7 @@ localized as (
         *,
         timezone('{{ business_timezone }}', ordered_at) as ordered_local_at
 
-    from renamed
+    from current_orders
 
 ),
 
