@@ -532,7 +532,10 @@ class CustomerScan:
                 f"The customer list changed under three scans in a row: "
                 f"{self.distinct} distinct customers seen, {expected} listed. "
                 "Nothing from this run was loaded and the cursor did not move; "
-                "rerun `efw sync --full` later."
+                "rerun `efw sync --full` later. If every run stops here with "
+                "the same figures, the API counts rows it never lists (a "
+                "customer record stored twice): report the figures to "
+                "ElasticFunnels support."
             )
         self.newest = horizon
         yield from self._mark_deleted()
