@@ -405,7 +405,7 @@ def run_sync(
     `now` pins the run's clock (tests that replay 1997 night by night)."""
     hooks = hooks or {}
     dlt_defaults.install()
-    _check_normalize_workers()
+    _check_workers()
     _quiet_http_logs()
     paths = resolve_paths(warehouse)
     timezone_name = _business_timezone() if build else None
@@ -476,22 +476,27 @@ def run_sync(
         return result
 
 
-def _check_normalize_workers() -> None:
-    """`[normalize] workers`, if set, is a count of processes: checked before
-    the first request, as dlt would fail only after the extract."""
-    value = dlt.config.get("normalize.workers")
-    if value is None:
-        return
-    try:
-        count = int(str(value))
-    except ValueError:
-        count = 0
-    if count < 1:
-        raise ConfigurationError(
-            f"`workers` under [normalize] is {value!r}; it is how many processes "
-            "dlt normalizes with, 1 or more. Fix it in .dlt/config.toml or "
-            "NORMALIZE__WORKERS, or unset it to let efw choose."
-        )
+def _check_workers() -> None:
+    """`[normalize] workers` and `[extract] workers`, if set, are counts:
+    checked before the first request, as dlt would fail only after the
+    extract, or only on a night with details to fetch."""
+    for step, what in (
+        ("normalize", "processes dlt normalizes with"),
+        ("extract", "threads dlt runs the details transformer on"),
+    ):
+        value = dlt.config.get(f"{step}.workers")
+        if value is None:
+            continue
+        try:
+            count = int(str(value))
+        except ValueError:
+            count = 0
+        if count < 1:
+            raise ConfigurationError(
+                f"`workers` under [{step}] is {value!r}; it is how many {what}, "
+                f"1 or more. Fix it in .dlt/config.toml or {step.upper()}__WORKERS"
+                + (", or unset it to let efw choose." if step == "normalize" else ".")
+            )
 
 
 def normalize_workers(run: SyncRun) -> int:

@@ -708,6 +708,48 @@ def test_dlt_settings_efw_relies_on_hold_outside_its_folder(tmp_path):
     assert seen == {"tracker": None, "kept": [], "gzipped": []}
 
 
+RUN_WITHOUT_BASE_URL = """
+import httpx, pathlib
+from pipelines.elasticfunnels.exceptions import AuthError
+from pipelines.sync import run_sync
+
+asked = []
+
+def answer(request):
+    asked.append(str(request.url.copy_with(query=None)))
+    return httpx.Response(401, json={"message": "Invalid API key"})
+
+try:
+    run_sync(
+        warehouse=pathlib.Path("w.duckdb").resolve(),
+        transport=httpx.MockTransport(answer),
+        build=False,
+        brand="1042",
+        access_key="not-a-real-key",
+    )
+except AuthError:
+    print(asked)
+"""
+
+
+def test_base_url_defaults_to_the_vendors_api(tmp_path):
+    # No .dlt/ here and no base_url anywhere: the README's default holds.
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if "BASE_URL" not in k}
+    done = subprocess.run(
+        [sys.executable, "-c", RUN_WITHOUT_BASE_URL],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == (
+        "['https://app.elasticfunnels.io/api/brands/1042/customers']"
+    )
+
+
 def test_the_committed_config_repeats_the_built_in_dlt_defaults():
     root = Path(__file__).resolve().parents[1]
     committed = tomllib.loads((root / ".dlt" / "config.toml").read_text())
@@ -968,16 +1010,18 @@ def test_what_a_stopped_extract_wrote_is_deleted_by_the_next_sync(fresh, tmp_pat
 
 
 @pytest.mark.parametrize("value", ["-1", "0", "four"])
-def test_normalize_workers_that_cannot_be_are_refused_before_any_request(
+def test_worker_counts_that_cannot_be_are_refused_before_any_request(
     value, fresh, tmp_path, monkeypatch, capsys
 ):
-    monkeypatch.setenv("NORMALIZE__WORKERS", value)
-    code, _ = guarded(lambda: sync(fresh, tmp_path / "w.duckdb"))
-    assert code == EXIT_CONFIG
-    err = capsys.readouterr().err
-    assert f"`workers` under [normalize] is '{value}'" in err
-    assert "NORMALIZE__WORKERS" in err
-    assert _requests(fresh) == 0
+    for step in ("normalize", "extract"):
+        monkeypatch.setenv(f"{step.upper()}__WORKERS", value)
+        code, _ = guarded(lambda: sync(fresh, tmp_path / "w.duckdb"))
+        monkeypatch.delenv(f"{step.upper()}__WORKERS")
+        assert code == EXIT_CONFIG
+        err = capsys.readouterr().err
+        assert f"`workers` under [{step}] is '{value}'" in err
+        assert f"{step.upper()}__WORKERS" in err
+        assert _requests(fresh) == 0
 
 
 @pytest.mark.parametrize("name", ["EFW_LOG_LEVEL", "RUNTIME__LOG_LEVEL"])

@@ -237,7 +237,7 @@ def quarantine(
 
 @dlt.source(name="elasticfunnels", max_table_nesting=2)
 def elasticfunnels(
-    base_url: str = dlt.config.value,
+    base_url: str = settings.DEFAULT_BASE_URL,
     brand: str = dlt.config.value,
     access_key: str = dlt.secrets.value,
     per_page: int = settings.DEFAULT_PER_PAGE,
