@@ -440,6 +440,9 @@ def build_models(
             try:
                 db.run(f"create or replace {kind} {model.relation} as\n{sql}")
             except Exception as exc:
+                if _interrupted(exc):
+                    # Ctrl-C inside the query: DuckDB reports it as an error.
+                    raise KeyboardInterrupt from exc
                 raise ModelBuildError(
                     f"model `{model.relation}` ({model.layer}/{model.path.name}) "
                     f"failed to build, so nothing was kept: {exc}"
@@ -467,6 +470,13 @@ def build_models(
         timezone,
     )
     return built
+
+
+def _interrupted(exc: Exception) -> bool:
+    """A query stopped by Ctrl-C, as DuckDB's driver reports one."""
+    import duckdb
+
+    return isinstance(exc, duckdb.InterruptException)
 
 
 # --- data tests -----------------------------------------------------------

@@ -960,6 +960,29 @@ def test_a_badly_laid_out_project_is_a_config_error(tmp_path, files, message):
         build_models(duckdb.connect(), sql_dir=sql_dir)
 
 
+class InterruptedAt:
+    """A connection whose statement naming `relation` is stopped by Ctrl-C."""
+
+    def __init__(self, con, relation: str) -> None:
+        self.con = con
+        self.relation = relation
+
+    def execute(self, sql: str, *args):
+        if f" {self.relation} as" in sql:
+            raise duckdb.InterruptException("INTERRUPT Error: Interrupted!")
+        return self.con.execute(sql, *args)
+
+
+def test_ctrl_c_during_a_build_is_a_ctrl_c_and_keeps_the_last_models():
+    con = duckdb.connect()
+    tiny_warehouse(con, [("jan", "1997-01-10T12:00:00+00:00", "approved")])
+    build_models(con)
+    with pytest.raises(KeyboardInterrupt):
+        build_models(InterruptedAt(con, "marts.monthly_revenue"))
+    assert con.execute("select count(*) from marts.monthly_revenue").fetchone() == (1,)
+    con.close()
+
+
 def test_a_failed_build_keeps_the_last_good_models(tmp_path):
     sql_dir = tmp_path / "sql"
     shutil.copytree(models.SQL_DIR, sql_dir)
