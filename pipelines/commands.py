@@ -40,7 +40,8 @@ def add_parsers(commands: Any) -> None:
         description=(
             "Sync the brand's customers and their details into the warehouse, "
             "then rebuild the models. Exit codes: 0 done, 2 configuration or "
-            "auth error, 3 API failure, 4 warehouse locked, 1 anything else."
+            "auth error, 3 API failure, 4 warehouse locked, 130 interrupted "
+            "(nothing loaded is lost), 1 anything else."
         ),
     )
     sync.add_argument(
