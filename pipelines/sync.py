@@ -405,6 +405,7 @@ def run_sync(
     `now` pins the run's clock (tests that replay 1997 night by night)."""
     hooks = hooks or {}
     dlt_defaults.install()
+    check_setting_names()
     _check_workers()
     _quiet_http_logs()
     paths = resolve_paths(warehouse)
@@ -474,6 +475,63 @@ def run_sync(
                 raise failure from None
         result.seconds = time.monotonic() - started
         return result
+
+
+#: What `[efw]` holds; `[sources.elasticfunnels]` holds the source's settings.
+EFW_SETTINGS = ("warehouse", "pipelines_dir", "business_timezone", "memory_limit")
+_NOT_SETTINGS = {"full", "known", "run", "transport", "demo"}
+
+
+def check_setting_names() -> None:
+    """A misspelt setting would be ignored without a word (`warehose` under
+    [efw] would start a second warehouse at the default path): every name
+    under [efw] and [sources.elasticfunnels], in the settings files and the
+    environment, must be one efw reads."""
+    import difflib
+    import inspect
+    import tomllib
+
+    source = [
+        name
+        for name in inspect.signature(elasticfunnels).parameters
+        if name not in _NOT_SETTINGS
+    ]
+    sections = {"efw": list(EFW_SETTINGS), "sources.elasticfunnels": source}
+    found: list[tuple[str, str, str]] = []  # (section, name, where)
+    settings_dir = Path(dlt.current.run_context().settings_dir)
+    for file_name in ("config.toml", "secrets.toml"):
+        try:
+            doc = tomllib.loads((settings_dir / file_name).read_text())
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            continue  # absent; or dlt reports what is wrong with it
+        for section in sections:
+            table: Any = doc
+            for part in section.split("."):
+                table = table.get(part) if isinstance(table, dict) else None
+            if isinstance(table, dict):
+                found += [
+                    (section, name, f".dlt/{file_name}")
+                    for name, value in table.items()
+                    if not isinstance(value, dict)
+                ]
+    for variable in os.environ:
+        for section, prefix in (
+            ("efw", "EFW__"),
+            ("sources.elasticfunnels", "SOURCES__ELASTICFUNNELS__"),
+        ):
+            rest = variable[len(prefix) :] if variable.startswith(prefix) else ""
+            if rest and "__" not in rest:
+                found.append((section, rest.lower(), f"the environment ({variable})"))
+    for section, name, where in found:
+        known = sections[section]
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean `{close[0]}`? " if close else ""
+        raise ConfigurationError(
+            f"`{name}` under [{section}] in {where} is not a setting efw reads; "
+            f"{hint}The settings there are: {', '.join(known)}."
+        )
 
 
 def _check_workers() -> None:

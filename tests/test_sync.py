@@ -1233,3 +1233,30 @@ def test_a_sigterm_at_the_end_of_normalize_still_stops_the_sync(
     assert again.resumed_packages == 1
     [(count,)] = query(warehouse, "select count(*) from elasticfunnels.customers")
     assert count == len(api_rows(fresh))
+
+
+def test_a_misspelt_setting_is_named_before_any_request(
+    fresh, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("EFW__WAREHOSE", str(tmp_path / "elsewhere.duckdb"))
+    code, _ = guarded(lambda: sync(fresh, tmp_path / "w.duckdb"))
+    err = capsys.readouterr().err
+    assert code == EXIT_CONFIG
+    assert "`warehose` under [efw] in the environment (EFW__WAREHOSE)" in err
+    assert "did you mean `warehouse`?" in err
+    monkeypatch.delenv("EFW__WAREHOSE")
+
+    project = tmp_path / "project"
+    (project / ".dlt").mkdir(parents=True)
+    (project / ".dlt" / "config.toml").write_text(
+        "[sources.elasticfunnels]\nlookback_day = 5\n"
+        "[sources.elasticfunnels.data_writer]\nfile_max_items = 100\n"
+    )
+    monkeypatch.chdir(project)
+    code, _ = guarded(lambda: sync(fresh, tmp_path / "w.duckdb"))
+    err = capsys.readouterr().err
+    assert code == EXIT_CONFIG
+    assert "`lookback_day` under [sources.elasticfunnels] in .dlt/config.toml" in err
+    assert "did you mean `lookback_days`?" in err
+    assert _requests(fresh) == 0
+    assert not (tmp_path / "w.duckdb").exists()
