@@ -160,7 +160,7 @@ def build_raw_warehouse(path: Path, purchases) -> None:
     ends; five leads never bought; customer 00002 was deleted; the api's
     lifetime value is off for 00003 and 00005.
     """
-    synced = datetime(1998, 7, 1, 6, 0, tzinfo=UTC)
+    synced = datetime(1998, 9, 1, 6, 0, tzinfo=UTC)
     by_customer = defaultdict(list)
     for index, purchase in enumerate(purchases):
         by_customer[purchase.customer_id].append((index, purchase))
@@ -782,6 +782,28 @@ def test_the_month_the_data_ends_in_is_complete_only_on_its_last_day(
         assert rows == expected, mart
     [(month_3,)] = con.execute("select ltv_month_3 from marts.cohort_ltv").fetchall()
     assert month_3 == (Decimal("20.00") if april_complete else None)
+    con.close()
+
+
+def test_an_order_dated_after_the_latest_sync_fails_a_data_test():
+    con = duckdb.connect()
+    tiny_warehouse(
+        con,
+        [
+            ("jan", "1997-01-10T12:00:00+00:00", "approved"),
+            ("typo", "2031-01-05T12:00:00+00:00", "approved"),
+        ],
+    )
+    build_models(con)
+    assert run_data_tests(con) == []  # no sync recorded: nothing to hold it to
+    con.execute(
+        "insert into elasticfunnels.quick_access (run_at, _dlt_id) "
+        "values ('1997-02-01T03:15:00+00:00', 'q1')"
+    )
+    build_models(con)
+    [failure] = run_data_tests(con)
+    assert (failure.model, failure.count_rows) == ("stg_orders", 1)
+    assert "after the latest sync" in failure.rule
     con.close()
 
 
