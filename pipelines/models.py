@@ -473,10 +473,14 @@ def build_models(
 
 
 def _interrupted(exc: Exception) -> bool:
-    """A query stopped by Ctrl-C, as DuckDB's driver reports one."""
+    """A query stopped by Ctrl-C, as DuckDB's driver reports one: a plain
+    `RuntimeError` for a SIGINT (duckdb 2.0), `InterruptException` for an
+    interrupt asked for through the connection."""
     import duckdb
 
-    return isinstance(exc, duckdb.InterruptException)
+    return isinstance(exc, duckdb.InterruptException) or (
+        type(exc) is RuntimeError and str(exc) == "Query interrupted"
+    )
 
 
 # --- data tests -----------------------------------------------------------

@@ -504,6 +504,14 @@ def check_setting_names() -> None:
             doc = tomllib.loads((settings_dir / file_name).read_text())
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
             continue  # absent; or dlt reports what is wrong with it
+        for top in doc:
+            # A misspelt section is as silent as a misspelt name.
+            near = difflib.get_close_matches(top.lower(), ["efw", "sources"], n=1)
+            if near and top != near[0]:
+                raise ConfigurationError(
+                    f"[{top}] in .dlt/{file_name} is not a section efw reads; "
+                    f"did you mean [{near[0]}]?"
+                )
         for section in sections:
             table: Any = doc
             for part in section.split("."):
@@ -527,10 +535,10 @@ def check_setting_names() -> None:
         if name in known:
             continue
         close = difflib.get_close_matches(name, known, n=1)
-        hint = f"did you mean `{close[0]}`? " if close else ""
+        hint = f"; did you mean `{close[0]}`?" if close else "."
         raise ConfigurationError(
-            f"`{name}` under [{section}] in {where} is not a setting efw reads; "
-            f"{hint}The settings there are: {', '.join(known)}."
+            f"`{name}` under [{section}] in {where} is not a setting efw "
+            f"reads{hint} The settings there are: {', '.join(known)}."
         )
 
 
@@ -542,19 +550,32 @@ def _check_workers() -> None:
         ("normalize", "processes dlt normalizes with"),
         ("extract", "threads dlt runs the details transformer on"),
     ):
-        value = dlt.config.get(f"{step}.workers")
-        if value is None:
-            continue
-        try:
-            count = int(str(value))
-        except ValueError:
-            count = 0
-        if count < 1:
-            raise ConfigurationError(
-                f"`workers` under [{step}] is {value!r}; it is how many {what}, "
-                f"1 or more. Fix it in .dlt/config.toml or {step.upper()}__WORKERS"
-                + (", or unset it to let efw choose." if step == "normalize" else ".")
-            )
+        # dlt also reads the step's settings from sections named after the
+        # pipeline or the source.
+        for section in (
+            step,
+            f"{PIPELINE_NAME}.{step}",
+            f"sources.{step}",
+            f"sources.elasticfunnels.{step}",
+        ):
+            value = dlt.config.get(f"{section}.workers")
+            if value is None:
+                continue
+            try:
+                count = int(str(value))
+            except ValueError:
+                count = 0
+            if count < 1:
+                variable = section.upper().replace(".", "__") + "__WORKERS"
+                raise ConfigurationError(
+                    f"`workers` under [{section}] is {value!r}; it is how many "
+                    f"{what}, 1 or more. Fix it in .dlt/config.toml or {variable}"
+                    + (
+                        ", or unset it to let efw choose."
+                        if step == "normalize"
+                        else "."
+                    )
+                )
 
 
 def normalize_workers(run: SyncRun) -> int:

@@ -1013,14 +1013,15 @@ def test_what_a_stopped_extract_wrote_is_deleted_by_the_next_sync(fresh, tmp_pat
 def test_worker_counts_that_cannot_be_are_refused_before_any_request(
     value, fresh, tmp_path, monkeypatch, capsys
 ):
-    for step in ("normalize", "extract"):
-        monkeypatch.setenv(f"{step.upper()}__WORKERS", value)
+    for section in ("normalize", "extract", "sources.elasticfunnels.extract"):
+        variable = section.upper().replace(".", "__") + "__WORKERS"
+        monkeypatch.setenv(variable, value)
         code, _ = guarded(lambda: sync(fresh, tmp_path / "w.duckdb"))
-        monkeypatch.delenv(f"{step.upper()}__WORKERS")
+        monkeypatch.delenv(variable)
         assert code == EXIT_CONFIG
         err = capsys.readouterr().err
-        assert f"`workers` under [{step}] is '{value}'" in err
-        assert f"{step.upper()}__WORKERS" in err
+        assert f"`workers` under [{section}] is '{value}'" in err
+        assert variable in err
         assert _requests(fresh) == 0
 
 
@@ -1243,7 +1244,7 @@ def test_a_misspelt_setting_is_named_before_any_request(
     err = capsys.readouterr().err
     assert code == EXIT_CONFIG
     assert "`warehose` under [efw] in the environment (EFW__WAREHOSE)" in err
-    assert "did you mean `warehouse`?" in err
+    assert "reads; did you mean `warehouse`?" in err
     monkeypatch.delenv("EFW__WAREHOSE")
 
     project = tmp_path / "project"
@@ -1258,5 +1259,12 @@ def test_a_misspelt_setting_is_named_before_any_request(
     assert code == EXIT_CONFIG
     assert "`lookback_day` under [sources.elasticfunnels] in .dlt/config.toml" in err
     assert "did you mean `lookback_days`?" in err
+
+    (project / ".dlt" / "config.toml").write_text('[ewf]\nwarehouse = "x.duckdb"\n')
+    code, _ = guarded(lambda: sync(fresh, tmp_path / "w.duckdb"))
+    err = capsys.readouterr().err
+    assert code == EXIT_CONFIG
+    assert "[ewf] in .dlt/config.toml is not a section efw reads" in err
+    assert "did you mean [efw]?" in err
     assert _requests(fresh) == 0
     assert not (tmp_path / "w.duckdb").exists()
