@@ -641,11 +641,9 @@ def verdicts(runs: list[Run]) -> list[str]:
 
     for dataset in dict.fromkeys(run.dataset for run in runs):
         efw = one(dataset, 20, "efw", "full")
-        if efw is None:
-            continue
         for client, factor in (("rest_api", 3), ("plain", 3), ("rest_api_par", 1)):
             other = one(dataset, 20, client, "full")
-            if other is None:
+            if efw is None or other is None:
                 continue
             speedup = other.seconds / efw.seconds
             held = "holds" if speedup >= factor else "MISSED"
