@@ -443,12 +443,11 @@ def run_sync(
                 if isinstance(known, WarehouseCustomers):
                     known.close()
             _call(hooks, "after_extract")
-            with signals_kept():
-                pipeline.normalize(workers=normalize_workers(run))
-                signals.raise_if_signalled()
-                _call(hooks, "after_normalize")
-                load_info = pipeline.load()
-                signals.raise_if_signalled()
+            load_info = normalize_and_load(
+                pipeline,
+                normalize_workers(run),
+                after_normalize=lambda: _call(hooks, "after_normalize"),
+            )
             _call(hooks, "after_load")
         except Exception as exc:
             failure = translate(exc, paths)
@@ -545,13 +544,12 @@ def check_setting_names() -> None:
 def _check_workers() -> None:
     """`[normalize] workers` and `[extract] workers`, if set, are counts:
     checked before the first request, as dlt would fail only after the
-    extract, or only on a night with details to fetch."""
+    extract, or only on a night with details to fetch. dlt also reads them
+    from sections named after the pipeline or the source."""
     for step, what in (
         ("normalize", "processes dlt normalizes with"),
         ("extract", "threads dlt runs the details transformer on"),
     ):
-        # dlt also reads the step's settings from sections named after the
-        # pipeline or the source.
         for section in (
             step,
             f"{PIPELINE_NAME}.{step}",
@@ -559,23 +557,20 @@ def _check_workers() -> None:
             f"sources.elasticfunnels.{step}",
         ):
             value = dlt.config.get(f"{section}.workers")
-            if value is None:
-                continue
-            try:
-                count = int(str(value))
-            except ValueError:
-                count = 0
-            if count < 1:
+            if value is not None and not _is_count(value):
                 variable = section.upper().replace(".", "__") + "__WORKERS"
                 raise ConfigurationError(
                     f"`workers` under [{section}] is {value!r}; it is how many "
-                    f"{what}, 1 or more. Fix it in .dlt/config.toml or {variable}"
-                    + (
-                        ", or unset it to let efw choose."
-                        if step == "normalize"
-                        else "."
-                    )
+                    f"{what}, 1 or more. Fix it in .dlt/config.toml or {variable}, "
+                    "or unset it."
                 )
+
+
+def _is_count(value: Any) -> bool:
+    try:
+        return int(str(value)) >= 1
+    except ValueError:
+        return False
 
 
 def normalize_workers(run: SyncRun) -> int:
@@ -685,11 +680,7 @@ def _finish_pending(pipeline: dlt.Pipeline) -> int:
         return 0
     logger.info("loading what an earlier run left behind")
     try:
-        with signals_kept():
-            pipeline.normalize()
-            signals.raise_if_signalled()
-            info = pipeline.load()
-            signals.raise_if_signalled()
+        info = normalize_and_load(pipeline)
     except PipelineStepFailed as exc:
         if _interrupted(exc) or _lock_error(exc) is not None:
             raise
@@ -818,18 +809,27 @@ _REPORTED = (
 )
 
 
-@contextmanager
-def signals_kept() -> Iterator[None]:
-    """Holds SIGINT and SIGTERM back across dlt's normalize and load, as dlt
-    does inside each, for the caller to act on after each step.
+def normalize_and_load(
+    pipeline: dlt.Pipeline,
+    workers: int = 1,
+    after_normalize: Any = None,
+) -> LoadInfo:
+    """dlt's normalize and load, with SIGINT and SIGTERM held across both and
+    acted on after each.
 
-    dlt acts on a held signal only at its own safe points and forgets one
-    that arrived after the last of them when the step ends: the sync would
-    then finish with exit 0 after `systemctl stop`. Held here, dlt's own
-    holding nests inside and forgets nothing.
+    dlt holds them inside each step too, but acts on one only at its own
+    safe points and forgets one that arrived after the last of them when
+    the step ends: the sync would then finish with exit 0 after `systemctl
+    stop`. Held here, dlt's own holding nests inside and forgets nothing.
     """
     with signals.intercepted_signals():
-        yield
+        pipeline.normalize(workers=workers)
+        signals.raise_if_signalled()
+        if after_normalize is not None:
+            after_normalize()
+        info = pipeline.load()
+        signals.raise_if_signalled()
+    return info
 
 
 def translate(

@@ -856,19 +856,11 @@ def test_a_killed_sync_leaves_no_worker_holding_its_lock(tmp_path):
     assert not _alive(worker)
 
 
-def test_a_reconcile_takes_the_cursor_back_with_the_list(tmp_path):
-    emulator = Emulator.cdnow(max_customers=2000)
-    warehouse = tmp_path / "w.duckdb"
-    emulator.set_clock(datetime(1998, 1, 8, tzinfo=UTC))
-    sync(emulator, warehouse, full=True)
-    # The API's clock set back: a reconcile sees the older list...
-    emulator.set_clock(datetime(1997, 12, 1, tzinfo=UTC))
-    sync(emulator, warehouse, full=True)
-    # ... and the incremental after it finds every buyer since.
-    emulator.set_clock(datetime(1997, 12, 20, tzinfo=UTC))
-    night = sync(emulator, warehouse)
-    assert night.run.mode == "incremental"
-
+def last_order_dates(
+    emulator: Emulator, warehouse: Path
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Each live buyer's `last_order_date`, as the API serves it now and as
+    the warehouse holds it, by `email_key`."""
     served = {
         email_key(r["customer_email"]): r["last_order_date"]
         for r in api_rows(emulator)
@@ -882,6 +874,23 @@ def test_a_reconcile_takes_the_cursor_back_with_the_list(tmp_path):
             "where deleted_at is null and last_order_date is not null",
         )
     )
+    return served, loaded
+
+
+def test_a_reconcile_takes_the_cursor_back_with_the_list(tmp_path):
+    emulator = Emulator.cdnow(max_customers=2000)
+    warehouse = tmp_path / "w.duckdb"
+    emulator.set_clock(datetime(1998, 1, 8, tzinfo=UTC))
+    sync(emulator, warehouse, full=True)
+    # The API's clock set back: a reconcile sees the older list...
+    emulator.set_clock(datetime(1997, 12, 1, tzinfo=UTC))
+    sync(emulator, warehouse, full=True)
+    # ... and the incremental after it finds every buyer since.
+    emulator.set_clock(datetime(1997, 12, 20, tzinfo=UTC))
+    night = sync(emulator, warehouse)
+    assert night.run.mode == "incremental"
+
+    served, loaded = last_order_dates(emulator, warehouse)
     assert night.run.new + night.run.changed > 0
     assert loaded == served
 
@@ -1096,19 +1105,7 @@ def test_an_order_dated_in_the_future_does_not_hold_the_cursor(tmp_path):
     assert night.run.mode == "incremental"
     # The buyers of the 19 days since were all read, not just page 1's.
     assert night.run.pages > 1
-    served = {
-        email_key(r["customer_email"]): r["last_order_date"]
-        for r in api_rows(emulator)
-        if r["last_order_date"] is not None
-    }
-    loaded = dict(
-        query(
-            warehouse,
-            "select email_key, strftime(last_order_date at time zone 'UTC', "
-            "'%Y-%m-%dT%H:%M:%SZ') from elasticfunnels.customers "
-            "where deleted_at is null and last_order_date is not null",
-        )
-    )
+    served, loaded = last_order_dates(emulator, warehouse)
     # The rows served with the bad date keep it until a row of theirs is read
     # again (they buy, or a reconcile); everyone else is as the API serves them.
     for key in touched:
